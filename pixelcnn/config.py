@@ -1,0 +1,139 @@
+"""`PixelCNNConfig`: everything needed to rebuild a model, stored as `config.json`."""
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+CONDITIONING_MODES = ("none", "class", "vector", "spatial")
+
+
+@dataclass
+class PixelCNNConfig:
+    """Shape of the data, size of the network and kind of conditioning.
+
+    The same config describes a `GatedPixelCNN` and the original masked `PixelCNN`.
+
+    Image:
+        image_channels: 1 (grey) or 3 (RGB, generated as R, then G, then B per pixel).
+        image_size: an int for square images or an (H, W) pair.
+        levels: intensity levels per sub-pixel; 256 for 8-bit images, 2 for binarised MNIST.
+    Network:
+        hidden_channels: p, the width of both stacks. With RGB it is split into three
+            contiguous colour groups (of nearly equal size when p is not divisible by 3).
+        n_layers: number of layers, the first (mask A) one included.
+        kernel_size: n of the n x n receptive field of every layer after the first.
+        first_kernel_size: n of the first layer (the paper and PixelRNN use 7).
+        head_channels: width of the two-layer 1x1 output head, split into colour groups like p.
+    Conditioning (the paper's section 2.3):
+        conditioning: "none", "class" (a one-hot of `num_classes`), "vector" (a float vector
+            of `cond_dim`, e.g. a face embedding) or "spatial" (a vector of `cond_dim`
+            mapped by a deconvolution network m(h) to a map of `spatial_channels`).
+    """
+
+    image_channels: int = 1
+    image_size: int | tuple[int, int] = 28
+    levels: int = 256
+    hidden_channels: int = 64
+    n_layers: int = 15
+    kernel_size: int = 3
+    first_kernel_size: int = 7
+    head_channels: int = 256
+    conditioning: str = "none"
+    num_classes: int | None = None
+    cond_dim: int | None = None
+    spatial_channels: int = 32
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image_size, list):  # JSON has no tuples
+            self.image_size = tuple(self.image_size)
+        self.validate()
+
+    # ----------------------------------------------------------------- derived sizes
+    @property
+    def height(self) -> int:
+        return self.image_size if isinstance(self.image_size, int) else self.image_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.image_size if isinstance(self.image_size, int) else self.image_size[1]
+
+    @property
+    def num_subpixels(self) -> int:
+        """Dimensions of one image: H * W * C."""
+        return self.height * self.width * self.image_channels
+
+    @property
+    def cond_features(self) -> int:
+        """Length of the conditioning vector h fed to every layer (0 when unconditional)."""
+        if self.conditioning == "class":
+            return self.num_classes or 0
+        if self.conditioning == "vector":
+            return self.cond_dim or 0
+        if self.conditioning == "spatial":
+            return self.spatial_channels
+        return 0
+
+    # ----------------------------------------------------------------- checks
+    def validate(self) -> None:
+        """Raise `ValueError` naming the first field that cannot describe a model."""
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"PixelCNNConfig: {message}")
+
+        need(self.image_channels in (1, 3), f"image_channels must be 1 or 3, got {self.image_channels!r}")
+        size = self.image_size
+        if isinstance(size, tuple):
+            need(len(size) == 2 and all(isinstance(s, int) for s in size),
+                 f"image_size must be an int or an (H, W) pair of ints, got {size!r}")
+        else:
+            need(isinstance(size, int), f"image_size must be an int or an (H, W) pair, got {size!r}")
+        need(self.height >= 1 and self.width >= 1, f"image_size must be positive, got {size!r}")
+        need(isinstance(self.levels, int) and self.levels >= 2, f"levels must be an int >= 2, got {self.levels!r}")
+        need(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
+        for name in ("kernel_size", "first_kernel_size"):
+            k = getattr(self, name)
+            need(isinstance(k, int) and k >= 1 and k % 2 == 1, f"{name} must be a positive odd int, got {k!r}")
+        for name in ("hidden_channels", "head_channels"):
+            width = getattr(self, name)
+            need(isinstance(width, int) and width >= self.image_channels,
+                 f"{name} must be at least image_channels={self.image_channels} (one group per colour), "
+                 f"got {width!r}")
+        need(self.conditioning in CONDITIONING_MODES,
+             f"conditioning must be one of {CONDITIONING_MODES}, got {self.conditioning!r}")
+        if self.conditioning == "class":
+            need(isinstance(self.num_classes, int) and self.num_classes >= 1,
+                 f"conditioning='class' needs num_classes >= 1, got {self.num_classes!r}")
+        if self.conditioning in ("vector", "spatial"):
+            need(isinstance(self.cond_dim, int) and self.cond_dim >= 1,
+                 f"conditioning={self.conditioning!r} needs cond_dim >= 1, got {self.cond_dim!r}")
+        if self.conditioning == "spatial":
+            need(self.spatial_channels >= 1, f"spatial_channels must be >= 1, got {self.spatial_channels}")
+
+    # ----------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if isinstance(self.image_size, tuple):
+            out["image_size"] = list(self.image_size)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PixelCNNConfig":
+        """Build a config from a dict, ignoring keys that are not fields (e.g. `architecture`)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> "PixelCNNConfig":
+        """Parse JSON text, or read it from a file path."""
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,157 @@
+"""The models: `GatedPixelCNN` (the paper's Figure 2) and the original masked `PixelCNN` baseline.
+
+Both map integer images x (B, C, H, W) in [0, levels) to logits (B, levels, C, H, W), where the
+logits at sub-pixel (i, j, c) depend only on the sub-pixels before it in raster order
+(rows, then columns, then R, G, B). p(x) is the product of the softmaxes at every sub-pixel.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .conditioning import ConditionEncoder
+from .config import PixelCNNConfig
+from .hub import PretrainedMixin
+from .layers import ColourMaskedConv1x1, ConditionBias, GatedLayer, MaskedConv2d, OutputHead
+
+
+class _PixelCNNBase(nn.Module, PretrainedMixin):
+    """What both models share: input checks, conditioning, likelihoods and Hub I/O."""
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__()
+        if not isinstance(config, PixelCNNConfig):
+            raise TypeError(f"expected a PixelCNNConfig, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        self.condition = ConditionEncoder(config)
+
+    # ------------------------------------------------------------------ inputs
+    def check_images(self, x: Tensor) -> None:
+        """Raise `ValueError` unless x is an integer image batch (B, C, H, W) in [0, levels)."""
+        cfg = self.config
+        expected = (cfg.image_channels, cfg.height, cfg.width)
+        if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"expected images of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), got {shape}")
+        if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+            raise ValueError(f"expected integer images with values in [0, {cfg.levels}), got dtype {x.dtype}; "
+                             f"quantise floats first, e.g. (x * {cfg.levels - 1}).round().long()")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= cfg.levels):
+            raise ValueError(f"image values must lie in [0, {cfg.levels}), got {int(x.min())}..{int(x.max())}")
+
+    def scale(self, x: Tensor) -> Tensor:
+        """Integer images -> floats in [-1, 1], the network's input (B, C, H, W)."""
+        dtype = next(self.parameters()).dtype
+        return x.to(dtype) * (2.0 / (self.config.levels - 1)) - 1.0
+
+    def encode_condition(self, cond: Tensor | None, batch_size: int) -> Tensor | None:
+        """Validated h for the layers: (B, F), (B, S, H, W) for spatial, or None."""
+        p = next(self.parameters())
+        return self.condition(cond, batch_size, p.device, p.dtype)
+
+    # ------------------------------------------------------------------ the network
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Integer images (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W).
+
+        Each model also has `forward_scaled(x_scaled, cond)`, the same on float images already
+        scaled to [-1, 1]; it is differentiable in its input, which `pixelcnn.receptive_field`
+        uses to find the pixels that each output can see.
+        """
+        self.check_images(x)
+        return self.forward_scaled(self.scale(x), cond)
+
+    # ------------------------------------------------------------------ likelihoods
+    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """log p(x | cond) in nats, one value per image: (B,)."""
+        logits = self(x, cond)
+        return -F.cross_entropy(logits, x.long(), reduction="none").flatten(1).sum(1)
+
+    def bits_per_dim(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """-log2 p(x | cond) / (C * H * W), one value per image: (B,). Take `.mean()` for a batch."""
+        return -self.log_prob(x, cond) / (self.config.num_subpixels * math.log(2))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class GatedPixelCNN(_PixelCNNBase):
+    """Gated PixelCNN (van den Oord et al., 2016): a vertical and a horizontal stack without blind spot.
+
+    Layer 0 reads the image with mask A (colour group c sees channels < c of the current pixel);
+    layers 1..n-1 use mask B and a residual connection in the horizontal stack. The output head reads
+    the horizontal stack. With conditioning, every layer adds V_f h and V_g h inside both gates.
+    """
+
+    architecture = "gated"
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__(config)
+        c, p = config.image_channels, config.hidden_channels
+        cond_features, spatial = config.cond_features, config.conditioning == "spatial"
+        self.layers = nn.ModuleList(
+            GatedLayer(c if i == 0 else p, p, config.first_kernel_size if i == 0 else config.kernel_size, c,
+                       "A" if i == 0 else "B", cond_features, spatial)
+            for i in range(config.n_layers))
+        self.head = OutputHead(p, config.head_channels, c, config.levels)
+
+    def condition_biases(self, h: Tensor | None) -> list[tuple[Tensor | None, Tensor | None]]:
+        """Per layer (vertical, horizontal) condition biases, each (B, 2p, 1, 1) or (B, 2p, H, W)."""
+        return [layer.condition_biases(h) for layer in self.layers]
+
+    def forward_scaled(self, x_scaled: Tensor, cond: Tensor | None = None) -> Tensor:
+        biases = self.condition_biases(self.encode_condition(cond, x_scaled.shape[0]))
+        v = h = x_scaled
+        for layer, bias in zip(self.layers, biases):
+            v, h = layer(v, h, bias)
+        return self.head(h)
+
+
+class _MaskedResidualBlock(nn.Module):
+    """ReLU, k x k masked conv (mask B) plus condition bias, ReLU, masked 1x1, and a residual add."""
+
+    def __init__(self, channels: int, kernel_size: int, image_channels: int, cond_features: int,
+                 spatial: bool) -> None:
+        super().__init__()
+        self.conv = MaskedConv2d(channels, channels, kernel_size, image_channels, "B")
+        self.out = ColourMaskedConv1x1(channels, channels, image_channels)
+        self.cond = ConditionBias(cond_features, channels, spatial) if cond_features else None
+
+    def forward(self, x: Tensor, h: Tensor | None) -> Tensor:
+        t = self.conv(F.relu(x))
+        if self.cond is not None and h is not None:
+            t = t + self.cond(h)
+        return x + self.out(F.relu(t))
+
+
+class PixelCNN(_PixelCNNBase):
+    """The original PixelCNN (van den Oord et al., 2016a): masked convolutions and ReLUs.
+
+    The paper's Table 1 baseline, with the same interface and conditioning as `GatedPixelCNN`.
+    Its stacked masked convolutions never see a wedge of pixels above and to the right of each
+    position: the blind spot the gated two-stack design removes.
+    """
+
+    architecture = "original"
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__(config)
+        c, p = config.image_channels, config.hidden_channels
+        cond_features, spatial = config.cond_features, config.conditioning == "spatial"
+        self.input_conv = MaskedConv2d(c, p, config.first_kernel_size, c, "A")
+        self.input_cond = ConditionBias(cond_features, p, spatial) if cond_features else None
+        self.blocks = nn.ModuleList(_MaskedResidualBlock(p, config.kernel_size, c, cond_features, spatial)
+                                    for _ in range(config.n_layers - 1))
+        self.head = OutputHead(p, config.head_channels, c, config.levels)
+
+    def forward_scaled(self, x_scaled: Tensor, cond: Tensor | None = None) -> Tensor:
+        h = self.encode_condition(cond, x_scaled.shape[0])
+        x = self.input_conv(x_scaled)
+        if self.input_cond is not None:
+            x = x + self.input_cond(h)
+        for block in self.blocks:
+            x = block(x, h)
+        return self.head(x)

@@ -1,0 +1,134 @@
+"""Which input sub-pixels can each output see? Measured on the real model code, never drawn by hand.
+
+Two measurements:
+  * `perturbation_influence`: change one input sub-pixel at a time through the public integer
+    interface and record how much every output moves. This is the causality contract itself.
+  * `gradient_field`: |d logits(target) / d input| by autograd on `forward_scaled`, averaged over
+    random probe images. Cheap enough to run on every click in the app.
+
+Sub-pixels are ordered as the model generates them: raster index (i * W + j) * C + c.
+"""
+
+import torch
+from torch import Tensor
+
+from .config import PixelCNNConfig
+from .model import GatedPixelCNN, PixelCNN
+
+ARCHITECTURE_CLASSES = {"gated": GatedPixelCNN, "original": PixelCNN}
+
+
+def raster_order(channels: int, height: int, width: int) -> Tensor:
+    """Generation index of every sub-pixel, laid out like an image: (C, H, W) long."""
+    i = torch.arange(height)[None, :, None]
+    j = torch.arange(width)[None, None, :]
+    c = torch.arange(channels)[:, None, None]
+    return (i * width + j) * channels + c
+
+
+def random_model(architecture: str, config: PixelCNNConfig, seed: int = 0, std: float = 0.3,
+                 dtype: torch.dtype = torch.float64) -> GatedPixelCNN | PixelCNN:
+    """A model of the given shape with every parameter drawn from N(0, std^2).
+
+    Every parameter is random (none left at zero), so no connection hides behind a zero weight.
+    float64 makes a true zero influence exactly zero, far below any real influence.
+    """
+    if architecture not in ARCHITECTURE_CLASSES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURE_CLASSES)}, got {architecture!r}")
+    torch.manual_seed(seed)
+    model = ARCHITECTURE_CLASSES[architecture](config).to(dtype)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std)
+    return model.eval()
+
+
+@torch.no_grad()
+def perturbation_influence(model: GatedPixelCNN | PixelCNN, x: Tensor, cond: Tensor | None = None,
+                           chunk_size: int = 256, seed: int = 0) -> Tensor:
+    """How far each output moves when one input sub-pixel changes.
+
+    x: one integer image (1, C, H, W); cond: its condition with batch size 1, or None.
+    Returns (N, C, H, W) with N = C * H * W: entry [k, c, i, j] is the largest change of any logit
+    at output sub-pixel (i, j, c) when input sub-pixel k (raster order) takes another random value.
+    """
+    cfg = model.config
+    model.check_images(x)
+    c, h, w = cfg.image_channels, cfg.height, cfg.width
+    order = raster_order(c, h, w).flatten()
+    position = torch.empty_like(order)
+    position[order] = torch.arange(order.numel())  # raster index -> flat (c, i, j) index
+    gen = torch.Generator().manual_seed(seed)
+    base_flat = x.reshape(-1).cpu()
+    # a new value for every sub-pixel, guaranteed different from the old one
+    shift = torch.randint(1, cfg.levels, (order.numel(),), generator=gen)
+    device = x.device
+    base_logits = model(x, cond)[0]
+    out = torch.empty(order.numel(), c, h, w, dtype=base_logits.dtype)
+    for start in range(0, order.numel(), chunk_size):
+        ks = torch.arange(start, min(start + chunk_size, order.numel()))
+        batch = base_flat.repeat(len(ks), 1)
+        flat_pos = position[ks]
+        batch[torch.arange(len(ks)), flat_pos] = (base_flat[flat_pos] + shift[ks]) % cfg.levels
+        batch_cond = None if cond is None else cond.expand(len(ks), *cond.shape[1:])
+        logits = model(batch.view(len(ks), c, h, w).to(device), batch_cond)
+        out[ks] = (logits - base_logits).abs().amax(dim=1).cpu()
+    return out
+
+
+def gradient_field(model: GatedPixelCNN | PixelCNN, target: tuple[int, int, int], cond: Tensor | None = None,
+                   probes: int = 4, seed: int = 0) -> Tensor:
+    """Sum over probe images of |gradient| of the target's logits with respect to the input.
+
+    target: (row, column, channel) of the output sub-pixel. cond: condition with batch size 1, or None.
+    Returns (C, H, W), zero exactly where the input cannot influence the target.
+    Random probe images and random logit weights avoid accidental zeros.
+    """
+    cfg = model.config
+    row, col, channel = target
+    if not (0 <= row < cfg.height and 0 <= col < cfg.width and 0 <= channel < cfg.image_channels):
+        raise ValueError(f"target {target} lies outside the {cfg.height}x{cfg.width}x{cfg.image_channels} image")
+    param = next(model.parameters())
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(probes, cfg.image_channels, cfg.height, cfg.width, generator=gen) * 2 - 1)
+    x = x.to(param.device, param.dtype).requires_grad_(True)
+    weights = torch.randn(probes, cfg.levels, generator=gen).to(param.device, param.dtype)
+    batch_cond = None if cond is None else cond.expand(probes, *cond.shape[1:])
+    logits = model.forward_scaled(x, batch_cond)[:, :, channel, row, col]  # (probes, levels)
+    (grad,) = torch.autograd.grad((logits * weights).sum(), x)
+    return grad.abs().sum(0).detach()
+
+
+def dependency_map(model: GatedPixelCNN | PixelCNN, target: tuple[int, int, int], cond: Tensor | None = None,
+                   probes: int = 4, seed: int = 0) -> Tensor:
+    """Input sub-pixels that can influence the target output: (C, H, W) bool."""
+    return gradient_field(model, target, cond, probes, seed) > 0
+
+
+def blind_spot(model: GatedPixelCNN | PixelCNN, target: tuple[int, int, int], cond: Tensor | None = None,
+               probes: int = 4, seed: int = 0) -> Tensor:
+    """Sub-pixels before the target in generation order that cannot influence it: (C, H, W) bool.
+
+    Empty for the Gated PixelCNN once it is deep enough; a wedge up and to the right for the
+    original PixelCNN, whatever its depth.
+    """
+    cfg = model.config
+    row, col, channel = target
+    order = raster_order(cfg.image_channels, cfg.height, cfg.width)
+    earlier = order < (row * cfg.width + col) * cfg.image_channels + channel
+    seen = dependency_map(model, target, cond, probes, seed).cpu()
+    return earlier & ~seen
+
+
+def field_by_depth(architecture: str, config: PixelCNNConfig, target: tuple[int, int, int],
+                   seed: int = 0) -> list[Tensor]:
+    """The receptive field after 1, 2, ..., n_layers layers, each from a random model that deep.
+
+    Returns one (C, H, W) bool map per depth: how the field grows layer by layer.
+    """
+    fields = []
+    for depth in range(1, config.n_layers + 1):
+        shallow = PixelCNNConfig.from_dict({**config.to_dict(), "n_layers": depth})
+        fields.append(dependency_map(random_model(architecture, shallow, seed), target))
+    return fields

@@ -1,0 +1,178 @@
+"""Config, likelihoods, conditioning, input checks and the Hub round trip."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pixelcnn
+from pixelcnn import CheckpointError, GatedPixelCNN, PixelCNN, PixelCNNConfig
+from pixelcnn.receptive_field import random_model
+
+from conftest import example_condition, random_images, tiny_config
+
+ARCHS = {"gated": GatedPixelCNN, "original": PixelCNN}
+
+
+@pytest.mark.parametrize("size", [28, (5, 9)])
+def test_config_round_trips_through_json(tmp_path, size):
+    config = PixelCNNConfig(image_channels=3, image_size=size, levels=16, hidden_channels=30,
+                            conditioning="spatial", cond_dim=7)
+    assert PixelCNNConfig.from_json(config.to_json()) == config
+    config.to_json(tmp_path / "c.json")
+    assert PixelCNNConfig.from_json(tmp_path / "c.json") == config
+    assert (config.height, config.width) == ((28, 28) if size == 28 else (5, 9))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(image_channels=2), "image_channels"),
+    (dict(levels=1), "levels"),
+    (dict(kernel_size=4), "kernel_size"),
+    (dict(image_channels=3, hidden_channels=2), "at least image_channels"),
+    (dict(conditioning="class"), "num_classes"),
+    (dict(conditioning="vector"), "cond_dim"),
+    (dict(conditioning="text"), "conditioning"),
+    (dict(image_size=(4, 4, 4)), "image_size"),
+])
+def test_invalid_config_names_the_field(bad, message):
+    with pytest.raises(ValueError, match=message):
+        PixelCNNConfig(**bad)
+
+
+@pytest.mark.parametrize("architecture", ["gated", "original"])
+def test_log_prob_and_bits_per_dim_match_the_softmax(architecture):
+    config = tiny_config(channels=3, levels=8)
+    model = random_model(architecture, config)
+    x = random_images(config, 2)
+    logits = model(x)
+    assert logits.shape == (2, 8, 3, 5, 6)
+    manual = F.log_softmax(logits, dim=1).gather(1, x[:, None]).squeeze(1).flatten(1).sum(1)
+    torch.testing.assert_close(model.log_prob(x), manual)
+    torch.testing.assert_close(model.bits_per_dim(x), -manual / (3 * 5 * 6 * math.log(2)))
+
+
+def test_a_uniform_model_costs_log2_levels_bits_per_dim():
+    config = tiny_config(channels=3, levels=256)
+    model = GatedPixelCNN(config)
+    with torch.no_grad():
+        model.head.logits.weight.zero_()
+        model.head.logits.bias.zero_()
+    bpd = model.bits_per_dim(random_images(config, 3))
+    torch.testing.assert_close(bpd, torch.full((3,), 8.0))
+
+
+@pytest.mark.parametrize("architecture", ["gated", "original"])
+@pytest.mark.parametrize("conditioning", ["class", "vector", "spatial"])
+def test_each_conditioning_mode_changes_the_output(architecture, conditioning):
+    config = tiny_config(channels=3, conditioning=conditioning)
+    model = random_model(architecture, config)
+    x = random_images(config, 2)
+    cond = example_condition(config, 2)
+    other = (cond + 1) % config.num_classes if conditioning == "class" else cond + 1
+    with torch.no_grad():
+        a, b = model(x, cond), model(x, other)
+    # every image and every sub-pixel position responds to its condition
+    changed = (a - b).abs().amax(dim=(1, 2))  # (B, H, W)
+    assert (changed > 1e-6).all()
+
+
+def test_spatial_condition_is_location_dependent():
+    config = tiny_config(channels=1, conditioning="spatial", size=(16, 12))
+    model = random_model("gated", config)
+    s = model.condition(example_condition(config, 2), 2, torch.device("cpu"), torch.float64)
+    assert s.shape == (2, config.spatial_channels, 16, 12)
+    assert not torch.allclose(s[..., :8, :], s[..., 8:, :])
+
+
+@pytest.mark.parametrize("architecture", ["gated", "original"])
+def test_bad_inputs_raise_clear_errors(architecture):
+    config = tiny_config(channels=3, conditioning="class")
+    model = ARCHS[architecture](config)
+    x = random_images(config, 2)
+    cond = torch.tensor([0, 4])
+    with pytest.raises(ValueError, match="integer images"):
+        model(x.float(), cond)
+    with pytest.raises(ValueError, match=r"\[0, 256\)"):
+        model(x + 256, cond)
+    with pytest.raises(ValueError, match="shape"):
+        model(x[:, :1], cond)
+    with pytest.raises(ValueError, match="class ids must lie in"):
+        model(x, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="integer class ids"):
+        model(x, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="conditioned on 'class'"):
+        model(x)
+    unconditional = ARCHS[architecture](tiny_config(channels=3))
+    with pytest.raises(ValueError, match="unconditional"):
+        unconditional(x, cond)
+    vector = ARCHS[architecture](tiny_config(channels=3, conditioning="vector"))
+    with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
+        vector(x, torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("architecture", ["gated", "original"])
+@pytest.mark.parametrize("conditioning", ["none", "spatial"])
+def test_save_and_load_give_identical_logits(tmp_path, architecture, conditioning):
+    config = tiny_config(channels=3, conditioning=conditioning)
+    model = random_model(architecture, config, dtype=torch.float32)
+    model.save_pretrained(tmp_path / "ckpt")
+    saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert saved["architecture"] == architecture
+    assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+
+    x, cond = random_images(config, 2), example_condition(config, 2, dtype=torch.float32)
+    for loaded in (ARCHS[architecture].from_pretrained(tmp_path / "ckpt"),
+                   pixelcnn.from_pretrained(str(tmp_path / "ckpt"))):
+        assert type(loaded) is ARCHS[architecture] and loaded.config == config
+        assert not loaded.training
+        with torch.no_grad():
+            assert torch.equal(model(x, cond), loaded(x, cond))
+
+
+def test_loading_the_wrong_checkpoint_fails_clearly(tmp_path):
+    config = tiny_config(channels=1)
+    GatedPixelCNN(config).save_pretrained(tmp_path / "gated")
+
+    with pytest.raises(CheckpointError, match="holds a 'gated' model"):
+        PixelCNN.from_pretrained(tmp_path / "gated")
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        pixelcnn.from_pretrained(tmp_path / "empty")
+
+    # Weights that do not fit the config: a silent partial load would leave random layers.
+    other = tmp_path / "mismatch"
+    GatedPixelCNN(tiny_config(channels=1, n_layers=2)).save_pretrained(other)
+    (other / "config.json").write_text((tmp_path / "gated" / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="missing: layers.2"):
+        GatedPixelCNN.from_pretrained(other)
+
+    corrupt = tmp_path / "corrupt"
+    GatedPixelCNN(config).save_pretrained(corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        pixelcnn.from_pretrained(corrupt)
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(CheckpointError, match="not a PixelCNN checkpoint"):
+        pixelcnn.from_pretrained(foreign)
+
+
+def test_hub_ids_go_through_huggingface_hub(tmp_path):
+    """A repo id is fetched with huggingface_hub; offline and uncached, the error says so."""
+    with pytest.raises(CheckpointError, match="unreachable"):
+        pixelcnn.from_pretrained("someone/no-such-pixelcnn", cache_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="neither a local folder nor a valid Hub"):
+        pixelcnn.from_pretrained("not a/valid//id")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_on_cuda():
+    config = tiny_config(channels=3, conditioning="class")
+    model = GatedPixelCNN(config).cuda()
+    x = random_images(config, 2).cuda()
+    assert model.bits_per_dim(x, torch.tensor([0, 1]).cuda()).is_cuda
