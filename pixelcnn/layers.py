@@ -153,29 +153,40 @@ class GatedLayer(nn.Module):
             v_pre = v_pre + bias_v
         return gate(v_pre), link
 
-    def flat_horizontal_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def flat_horizontal_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         """Masked horizontal weights as matrices for `horizontal_pixel`.
 
-        Returns (W_h (in * (k//2+1), 2p), b_h (2p,), W_out (p, p), b_out (p,)).
+        Returns W_h (kw * in, 2p) for a window flattened pixel-major, (kw, in) with kw = k//2+1,
+        then W_out (p, p) and b_out (p,).
         """
-        w_h = (self.horizontal.weight * self.horizontal_mask).flatten(1).t().contiguous()
+        w_h = (self.horizontal.weight * self.horizontal_mask)[:, :, 0, :]  # (2p, in, kw)
+        w_h = w_h.permute(0, 2, 1).flatten(1).t().contiguous()
         w_out = self.horizontal_out.masked_weight().flatten(1).t().contiguous()
-        return w_h, self.horizontal.bias, w_out, self.horizontal_out.bias
+        return w_h, w_out, self.horizontal_out.bias
+
+    def horizontal_row_bias(self, link: Tensor, bias_h: Tensor | None) -> Tensor:
+        """Everything the horizontal pre-activation adds at each pixel of a row but the convolution.
+
+        link: (B, 2p, 1, W) from `vertical_row` of the row above; bias_h: (B, 2p, 1, 1 or W) or None.
+        Returns (W, B, 2p): the link, the horizontal convolution's bias and the condition bias.
+        """
+        bias = link + self.horizontal.bias[:, None, None]
+        if bias_h is not None:
+            bias = bias + bias_h
+        return bias[:, :, 0, :].permute(2, 0, 1).contiguous()
 
     def horizontal_pixel(self, window: Tensor, row_bias: Tensor, residual_in: Tensor,
-                         flat: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+                         flat: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         """The horizontal stack at one pixel.
 
-        window: (B, in * (k//2+1)), the flattened inputs at the pixel and the k//2 to its left.
-        row_bias: (B, 2p), the link from the vertical stack plus the condition bias at this pixel
-            (the convolution bias is added here).
+        window: (B, kw * in), this layer's inputs at the k//2 pixels to the left and the pixel itself.
+        row_bias: (B, 2p), this pixel's entry of `horizontal_row_bias`.
         residual_in: (B, in), this layer's input at the pixel.
         Returns (B, p), this layer's output at the pixel.
         """
-        w_h, b_h, w_out, b_out = flat
-        pre = torch.addmm(row_bias + b_h, window, w_h)
-        out = torch.addmm(b_out, gate(pre), w_out)
-        return out + residual_in if self.residual else out
+        w_h, w_out, b_out = flat
+        out = torch.addmm(b_out, gate(torch.addmm(row_bias, window, w_h)), w_out)
+        return out.add_(residual_in) if self.residual else out
 
 
 class MaskedConv2d(nn.Conv2d):

@@ -1,0 +1,127 @@
+"""Sampling speed: naive (a full forward pass per sub-pixel) against the cached engine.
+
+    python benchmarks/sampling.py                      # the shipped model sizes, batches 1 and 16, 2 threads
+    python benchmarks/sampling.py --device cuda        # on a GPU
+
+For each preset and batch size it prints seconds per batch for both methods, the speed-up,
+sub-pixels per second, and cached time over one full forward pass of the batch (the floor that
+caching can approach). Naive runs are timed over --naive-steps sub-pixels and extrapolated to the
+whole image, as the table says. Results also go to a JSON file.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pixelcnn import GatedPixelCNN, PixelCNNConfig  # noqa: E402
+from pixelcnn.presets import MODEL_PRESETS  # noqa: E402
+from pixelcnn.sampling import sample, stream  # noqa: E402
+
+SMOKE_PRESETS = {"smoke-grey": PixelCNNConfig(image_channels=1, image_size=6, hidden_channels=8, n_layers=2,
+                                              head_channels=8, conditioning="class", num_classes=3),
+                 "smoke-rgb": PixelCNNConfig(image_channels=3, image_size=5, hidden_channels=9, n_layers=2,
+                                             head_channels=9, conditioning="class", num_classes=3)}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_forward(model: GatedPixelCNN, n: int, device: torch.device, repeats: int = 3) -> float:
+    cfg = model.config
+    x = torch.randint(0, cfg.levels, (n, cfg.image_channels, cfg.height, cfg.width), device=device)
+    cond = torch.zeros(n, dtype=torch.long, device=device)
+    times = []
+    with torch.no_grad():
+        model(x, cond)  # warm-up
+        for _ in range(repeats):
+            synchronize(device)
+            start = time.perf_counter()
+            model(x, cond)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_naive(model: GatedPixelCNN, n: int, steps: int) -> float:
+    """Seconds per sub-pixel step of naive sampling, from the first `steps` steps."""
+    gen = stream(model, n, 0, seed=0, method="naive", every=steps)
+    event = next(gen)
+    gen.close()
+    return event.elapsed / event.done
+
+
+def time_cached(model: GatedPixelCNN, n: int, device: torch.device, repeats: int) -> float:
+    warm = stream(model, n, 0, seed=0, method="cached")
+    next(warm)  # one row: allocations and kernels warmed up
+    warm.close()
+    times = []
+    for seed in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        sample(model, n, 0, seed=seed, method="cached")
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS), help="model presets to time")
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--naive-steps", type=int, default=24, help="naive sub-pixels timed, then extrapolated")
+    parser.add_argument("--repeats", type=int, default=1, help="cached runs per row (median)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sampling.json")
+    parser.add_argument("--smoke", action="store_true", help="tiny models, for a quick check that it runs")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    presets = SMOKE_PRESETS if args.smoke else {name: MODEL_PRESETS[name] for name in args.presets}
+    rows = []
+    header = ("| preset | image | batch | forward (s) | naive (s, extrapolated) | cached (s) | speed-up "
+              "| sub-pixels/s (cached) | cached / forward |")
+    print(f"torch {torch.__version__}, {args.threads} threads, device {device}; naive timed over "
+          f"{args.naive_steps} sub-pixels and extrapolated\n")
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for name, config in presets.items():
+        torch.manual_seed(0)
+        model = GatedPixelCNN(config).to(device).eval()
+        total = config.num_subpixels
+        for n in args.batches:
+            forward = time_forward(model, n, device)
+            naive = time_naive(model, n, min(args.naive_steps, total)) * total
+            cached = time_cached(model, n, device, args.repeats)
+            row = dict(preset=name, image=f"{config.height}x{config.width}x{config.image_channels}", batch=n,
+                       parameters=model.num_parameters, forward_s=forward, naive_s=naive, cached_s=cached,
+                       speedup=naive / cached, subpixels_per_s=n * total / cached,
+                       cached_over_forward=cached / forward)
+            rows.append(row)
+            print(f"| {name} | {row['image']} | {n} | {forward:.3f} | {naive:.1f} | {cached:.2f} | "
+                  f"{row['speedup']:.0f}x | {row['subpixels_per_s']:,.0f} | {row['cached_over_forward']:.1f} |",
+                  flush=True)
+    result = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
+                  processor=platform.processor(), threads=args.threads, device=str(device),
+                  naive_steps=args.naive_steps, rows=rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(args.out)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Named model configurations: the sizes of the pretrained weights the app ships with.
+
+`weights/<name>` holds (or will hold) a model trained with exactly `MODEL_PRESETS[name]`; the sampling
+benchmark times these sizes.
+"""
+
+from .config import PixelCNNConfig
+
+MODEL_PRESETS: dict[str, PixelCNNConfig] = {
+    # 28x28 grey digits, 256 levels, one of 10 classes
+    "mnist-class": PixelCNNConfig(image_channels=1, image_size=28, levels=256, hidden_channels=64, n_layers=12,
+                                  kernel_size=3, first_kernel_size=7, head_channels=256,
+                                  conditioning="class", num_classes=10),
+    # 32x32 RGB, 256 levels per channel, one of 10 classes; 96 = 3 colour groups of 32
+    "cifar10-class": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=96, n_layers=12,
+                                    kernel_size=3, first_kernel_size=7, head_channels=384,
+                                    conditioning="class", num_classes=10),
+}
+
+
+def model_preset(name: str) -> PixelCNNConfig:
+    """A copy of the named preset's config."""
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MODEL_PRESETS)}")
+    return PixelCNNConfig.from_dict(MODEL_PRESETS[name].to_dict())

@@ -1,0 +1,20 @@
+"""The benchmark scripts keep running (timings are measured by them, not asserted here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sampling_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "sampling.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampling.py"), "--smoke", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["preset"], r["batch"]) for r in rows} == {(p, b) for p in ("smoke-grey", "smoke-rgb") for b in (1, 16)}
+    for row in rows:
+        assert row["cached_s"] > 0 and row["naive_s"] > 0 and row["speedup"] == row["naive_s"] / row["cached_s"]
+    assert "| speed-up |" in result.stdout

@@ -1,0 +1,214 @@
+"""The generation engine: cached sampling equals naive sampling, sample for sample and step by step."""
+
+import inspect
+
+import pytest
+import torch
+
+import pixelcnn.sampling as sampling
+from pixelcnn.receptive_field import random_model
+from pixelcnn.sampling import CachedEngine, NaiveEngine, choose, given_top_rows, sample, stream
+
+from conftest import example_condition, random_images, tiny_config
+
+
+def lockstep(model, n, cond, seed, temperature=1.0, given=None):
+    """Drive both engines over the same sub-pixels; return the largest logit gap and the images."""
+    cfg = model.config
+    images, start = sampling._check_given(model, given, n)
+    cond = sampling._broadcast_condition(model, cond, n)
+    naive = NaiveEngine(model, images.clone(), cond, start)
+    cached = CachedEngine(model, images.clone(), cond, start)
+    gen = torch.Generator().manual_seed(seed)
+    gap = 0.0
+    for k in range(start, cfg.num_subpixels):
+        pixel, c = divmod(k, cfg.image_channels)
+        i, j = divmod(pixel, cfg.width)
+        a, b = naive.logits(i, j, c), cached.logits(i, j, c)
+        gap = max(gap, (a - b).abs().max().item())
+        values = choose(a, torch.rand(n, generator=gen, dtype=torch.float64), temperature)
+        naive.commit(i, j, c, values)
+        cached.commit(i, j, c, values)
+    assert torch.equal(naive.images, cached.images)
+    return gap, naive.images
+
+
+@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial"])
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_cached_equals_naive(channels, kernel, conditioning):
+    config = tiny_config(channels=channels, size=(5, 6), kernel=kernel, conditioning=conditioning,
+                         first_kernel_size=7)
+    model = random_model("gated", config, seed=kernel + channels)
+    cond = example_condition(config, 3)
+    # the logits of both paths agree at every step
+    gap, _ = lockstep(model, 3, cond, seed=0)
+    assert gap < 1e-10
+    # and the public sampler draws identical images, for several seeds
+    for seed in (0, 1, 2):
+        naive = sample(model, 3, cond, seed=seed, method="naive")
+        cached = sample(model, 3, cond, seed=seed, method="cached")
+        assert torch.equal(naive, cached), f"seed {seed}"
+        assert naive.shape == (3, channels, 5, 6)
+        assert 0 <= int(naive.min()) and int(naive.max()) < config.levels
+
+
+def test_cached_equals_naive_in_float32_with_a_deeper_model():
+    config = tiny_config(channels=3, size=(6, 7), conditioning="class", n_layers=6, hidden_channels=24,
+                         head_channels=24, first_kernel_size=7)
+    model = random_model("gated", config, dtype=torch.float32)
+    gap, _ = lockstep(model, 2, torch.tensor([1, 4]), seed=3)
+    assert gap < 1e-4
+
+
+def test_temperature_zero_takes_the_argmax_at_every_step():
+    config = tiny_config(channels=3, conditioning="vector")
+    model = random_model("gated", config)
+    cond = example_condition(config, 2)
+    greedy = sample(model, 2, cond, seed=0, temperature=0)
+    assert torch.equal(greedy, sample(model, 2, cond, seed=99, temperature=0))  # no randomness left
+    logits = model(greedy, cond)
+    assert torch.equal(logits.argmax(dim=1), greedy)  # each value is the mode given its past
+
+
+@pytest.mark.parametrize("temperature", [1e-12, 1e-3, 1e3, 1e30])
+def test_extreme_temperatures_stay_valid(temperature):
+    config = tiny_config(channels=3, levels=256)
+    model = random_model("gated", config, dtype=torch.float32, std=1.0)
+    images = sample(model, 2, seed=0, temperature=temperature)
+    assert images.dtype == torch.long and 0 <= int(images.min()) and int(images.max()) < 256
+    if temperature >= 1e3:  # nearly uniform: many distinct values
+        assert images.unique().numel() > 50
+
+
+def test_choose_is_inverse_cdf():
+    logits = torch.log(torch.tensor([[0.1, 0.2, 0.7]]))
+    for u, expected in [(0.0, 0), (0.099, 0), (0.1001, 1), (0.299, 1), (0.3001, 2), (0.99999, 2)]:
+        assert choose(logits, torch.tensor([u]), 1.0).item() == expected
+
+
+def test_same_seed_same_images_and_first_image_independent_of_batch_size():
+    config = tiny_config(channels=3, conditioning="class")
+    model = random_model("gated", config)
+    a = sample(model, 4, 2, seed=7)
+    assert torch.equal(a, sample(model, 4, torch.tensor([2, 2, 2, 2]), seed=7))
+    assert not torch.equal(a, sample(model, 4, 2, seed=8))
+    assert torch.equal(a[:1], sample(model, 1, 2, seed=7))  # the noise is laid out per image
+
+
+def test_same_seed_and_nearby_conditions_give_nearby_images():
+    """The interpolation figure depends on it: the noise does not depend on the model's outputs."""
+    config = tiny_config(channels=1, size=(8, 8), conditioning="vector", levels=16)
+    model = random_model("gated", config, std=0.2)
+    h = example_condition(config, 1)[0]
+    base = sample(model, 1, h, seed=5)
+    near = sample(model, 1, h + 1e-4, seed=5)
+    far = sample(model, 1, h + 3.0, seed=5)
+    assert (base == near).float().mean() > 0.95
+    assert (base == far).float().mean() < (base == near).float().mean()
+
+
+@pytest.mark.parametrize("method", ["naive", "cached"])
+def test_completion_keeps_every_given_subpixel(method):
+    config = tiny_config(channels=3, size=(6, 5), conditioning="class")
+    model = random_model("gated", config)
+    original = random_images(config, 2, seed=3)
+    given = given_top_rows(original, 3)
+    out = sample(model, 2, torch.tensor([0, 1]), seed=0, given=given, method=method)
+    assert torch.equal(out[:, :, :3], original[:, :, :3])
+    # a prefix that ends inside a pixel, after its R value, shared by both images
+    given = given.clone()
+    given[:, :, 3, :2] = original[:, :, 3, :2]
+    given[:, 0, 3, 2] = original[:, 0, 3, 2]
+    out = sample(model, 2, torch.tensor([0, 1]), seed=0, given=given, method=method)
+    assert torch.equal(out[:, :, :3], original[:, :, :3])
+    assert torch.equal(out[:, :, 3, :2], original[:, :, 3, :2]) and torch.equal(out[:, 0, 3, 2], original[:, 0, 3, 2])
+
+
+def test_completion_cached_equals_naive_and_one_given_image_serves_all():
+    config = tiny_config(channels=3, size=(6, 5), conditioning="spatial")
+    model = random_model("gated", config)
+    given = given_top_rows(random_images(config, 1)[0], 2)  # (C, H, W), broadcast to n
+    cond = example_condition(config, 3)
+    gap, _ = lockstep(model, 3, cond, seed=1, given=given)
+    assert gap < 1e-10
+    assert torch.equal(sample(model, 3, cond, seed=4, given=given, method="naive"),
+                       sample(model, 3, cond, seed=4, given=given, method="cached"))
+
+
+def test_naive_sampling_works_for_the_original_pixelcnn():
+    config = tiny_config(channels=3, conditioning="class")
+    model = random_model("original", config)
+    a = sample(model, 2, 1, seed=0, method="naive")
+    assert torch.equal(a, sample(model, 2, 1, seed=0, method="naive"))
+    with pytest.raises(ValueError, match="needs a GatedPixelCNN"):
+        sample(model, 2, 1, seed=0)
+
+
+def test_stream_reports_progress_and_ends_with_the_sample():
+    config = tiny_config(channels=3, size=(4, 5), conditioning="class")
+    model = random_model("gated", config)
+    events = list(stream(model, 2, 3, seed=11, every=7))
+    total = 3 * 4 * 5
+    assert [e.done for e in events] == list(range(7, total, 7)) + [total]
+    assert all(e.total == total for e in events) and events[-1].finished
+    assert torch.equal(events[-1].images, sample(model, 2, 3, seed=11))
+    assert all(b.elapsed >= a.elapsed for a, b in zip(events, events[1:]))
+    for event in events:
+        assert event.final.shape == (3, 4, 5) and int(event.final.sum()) == event.done
+        # final sub-pixels already hold their final values; the others are still 0
+        final = events[-1].images
+        assert torch.equal(event.images[:, event.final], final[:, event.final])
+        assert (event.images[:, ~event.final] == 0).all()
+    # the default rate is one row
+    assert len(list(stream(model, 1, 3, seed=0))) == 4
+
+
+def test_closing_stream_stops_the_computation(monkeypatch):
+    config = tiny_config(channels=3, size=(6, 6))
+    model = random_model("gated", config)
+    calls = []
+    original = CachedEngine.logits
+    monkeypatch.setattr(CachedEngine, "logits", lambda self, *a: calls.append(a) or original(self, *a))
+    gen = stream(model, 1, seed=0, every=5)
+    next(gen)
+    next(gen)
+    assert len(calls) == 10
+    gen.close()
+    assert inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED
+    assert len(calls) == 10
+    assert torch.is_grad_enabled()  # the caller's autograd state is untouched between events
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n=0), "n must be a positive int"),
+    (dict(n=-3), "n must be a positive int"),
+    (dict(n=2.0), "n must be a positive int"),
+    (dict(cond=torch.tensor([0, 1, 2])), r"shape \(2,\)"),
+    (dict(cond=torch.tensor([0, 5])), "class ids must lie in"),
+    (dict(cond=7), "class ids must lie in"),
+    (dict(cond=None), "conditioned on 'class'"),
+    (dict(temperature=-1.0), "temperature"),
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=float("inf")), "temperature"),
+    (dict(method="fast"), "method must be one of"),
+    (dict(given=torch.zeros(2, 3, 4, 4, dtype=torch.long)), "given must have shape"),
+    (dict(given=torch.zeros(3, 5, 6)), "given must hold integers"),
+    (dict(given=torch.full((3, 5, 6), 300)), "given values must lie"),
+])
+def test_bad_arguments_raise_clear_errors(kwargs, message):
+    config = tiny_config(channels=3, conditioning="class")
+    model = random_model("gated", config)
+    args = dict(n=2, cond=torch.tensor([0, 1]))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        sample(model, args.pop("n"), args.pop("cond"), seed=0, **args)
+
+
+def test_given_must_be_a_raster_prefix():
+    config = tiny_config(channels=1)
+    model = random_model("gated", config)
+    given = torch.full((1, 5, 6), -1)
+    given[0, 2, 3] = 5  # a known pixel after unknown ones
+    with pytest.raises(ValueError, match="raster prefix"):
+        sample(model, 1, seed=0, given=given)
