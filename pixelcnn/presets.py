@@ -1,5 +1,8 @@
 """Named model configurations: the sizes of the pretrained weights the app ships with.
 
+They are sized so that each trains in about two hours on a 2-core CPU (see the README's training
+section); larger configurations are a `--hidden_channels` / `--n_layers` override away.
+
 `weights/<name>` holds (or will hold) a model trained with exactly `MODEL_PRESETS[name]`; the sampling
 benchmark times these sizes.
 """
@@ -8,12 +11,12 @@ from .config import PixelCNNConfig
 
 MODEL_PRESETS: dict[str, PixelCNNConfig] = {
     # 28x28 grey digits, 256 levels, one of 10 classes
-    "mnist-class": PixelCNNConfig(image_channels=1, image_size=28, levels=256, hidden_channels=64, n_layers=12,
-                                  kernel_size=3, first_kernel_size=7, head_channels=256,
+    "mnist-class": PixelCNNConfig(image_channels=1, image_size=28, levels=256, hidden_channels=48, n_layers=8,
+                                  kernel_size=3, first_kernel_size=7, head_channels=128,
                                   conditioning="class", num_classes=10),
-    # 32x32 RGB, 256 levels per channel, one of 10 classes; 96 = 3 colour groups of 32
-    "cifar10-class": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=96, n_layers=12,
-                                    kernel_size=3, first_kernel_size=7, head_channels=384,
+    # 32x32 RGB, 256 levels per channel, one of 10 classes; 48 = 3 colour groups of 16
+    "cifar10-class": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=48, n_layers=8,
+                                    kernel_size=3, first_kernel_size=7, head_channels=192,
                                     conditioning="class", num_classes=10),
 }
 

@@ -54,15 +54,18 @@ class SampleProgress:
 def choose(logits: Tensor, uniform: Tensor, temperature: float) -> Tensor:
     """Inverse-CDF sampling: logits (n, levels), one uniform in [0, 1) per row -> values (n,) long.
 
-    temperature 0 takes the argmax; subtracting the maximum first keeps tiny and huge temperatures
-    finite.
+    temperature 0 takes the argmax. Below 1 the maximum is subtracted before dividing, so tiny
+    temperatures cannot overflow; softmax itself keeps large ones finite.
     """
     if temperature == 0:
         return logits.argmax(dim=1)
-    scaled = (logits - logits.amax(dim=1, keepdim=True)) / temperature
-    cdf = F.softmax(scaled, dim=1).cumsum(dim=1)
-    values = torch.searchsorted(cdf, (uniform.to(cdf.dtype) * cdf[:, -1]).unsqueeze(1), right=True)
-    return values.squeeze(1).clamp_(max=logits.shape[1] - 1)
+    if temperature < 1:
+        logits = (logits - logits.amax(dim=1, keepdim=True)) / temperature
+    elif temperature > 1:
+        logits = logits / temperature
+    cdf = F.softmax(logits, dim=1).cumsum_(dim=1)
+    threshold = (uniform * cdf[:, -1]).unsqueeze_(1)
+    return torch.searchsorted(cdf, threshold, right=True).squeeze_(1).clamp_(max=logits.shape[1] - 1)
 
 
 def given_top_rows(images: Tensor, rows: int) -> Tensor:
@@ -103,7 +106,8 @@ class CachedEngine:
         self.model, self.images = model, images
         n, height, width = images.shape[0], cfg.height, cfg.width
         param = next(model.parameters())
-        self.scale = 2.0 / (cfg.levels - 1)
+        # integer level -> the network's input value, as `model.scale` computes it
+        self.level_values = model.scale(torch.arange(cfg.levels, device=param.device))
         with torch.no_grad():
             self.biases = model.condition_biases(model.encode_condition(cond, n))
             self.pads = [layer.pad for layer in model.layers]
@@ -115,6 +119,7 @@ class CachedEngine:
                                                  device=param.device))
                 self.horizontal.append(torch.zeros(height, n, s + width, ch, dtype=param.dtype,
                                                    device=param.device))
+            self.layers = list(model.layers)
             self.flat = [layer.flat_horizontal_weights() for layer in model.layers]
             self.flat_head = model.head.flat_weights()
             self.links_zero = [layer.vertical_to_horizontal(
@@ -130,7 +135,7 @@ class CachedEngine:
         pixel steps below) before anything reads it.
         """
         v = h = x_scaled
-        height, width = x_scaled.shape[-2:]
+        width = x_scaled.shape[-1]
         for layer, bias, s, vbuf, hbuf in zip(self.model.layers, self.biases, self.pads, self.vertical,
                                               self.horizontal):
             vbuf[:, :, s:, s:s + width] = v
@@ -156,7 +161,18 @@ class CachedEngine:
                     self.vertical[l + 1][:, :, r + s_next, s_next:s_next + v_out.shape[-1]] = v_out[:, :, 0]
             if bias_h is not None and bias_h.shape[-2] > 1:
                 bias_h = bias_h[:, :, i:i + 1]
-            self.row_bias.append(layer.horizontal_row_bias(link, bias_h))
+            self.row_bias.append(layer.horizontal_row_bias(link, bias_h).unbind(0))  # W x (n, 2p)
+        # Views into row i of every horizontal buffer, made once per row so that a pixel step
+        # only computes: windows[l][j] is layer l's input at pixels j - s .. j, flattened (n, (s+1) ch);
+        # targets[l][j] is where layer l's output at pixel j goes, inside layer l + 1's input.
+        self.windows, positions = [], []
+        for buf, s in zip(self.horizontal, self.pads):
+            row = buf.select(0, i)  # (n, s + W, ch)
+            ch = row.shape[-1]
+            self.windows.append(row.flatten(1).unfold(1, (s + 1) * ch, ch).unbind(1))
+            positions.append(row.unbind(1))
+        self.targets = [positions[l + 1][self.pads[l + 1]:] for l in range(len(positions) - 1)] + [None]
+        self.image_row = positions[0][self.pads[0]:]  # (n, C) views of the scaled image's row i
         self.row = i
 
     @torch.no_grad()
@@ -164,24 +180,20 @@ class CachedEngine:
         """(n, levels) for sub-pixel (i, j, c): the horizontal stack and the head at pixel (i, j)."""
         if self.row != i:
             self._start_row(i)
-        layers = self.model.layers
         h = None
-        for l, layer in enumerate(layers):
-            s = self.pads[l]
-            buf = self.horizontal[l][i]  # (n, s + W, ch)
-            window = buf[:, j:j + s + 1].flatten(1)  # the pixel and the s to its left
-            h = layer.horizontal_pixel(window, self.row_bias[l][j], buf[:, j + s], self.flat[l])
-            if l + 1 < len(layers):
-                self.horizontal[l + 1][i][:, j + self.pads[l + 1]] = h
+        for layer, flat, windows, biases, targets in zip(self.layers, self.flat, self.windows, self.row_bias,
+                                                         self.targets):
+            # a residual layer's input at this pixel is the previous layer's output, h
+            h = layer.horizontal_pixel(windows[j], biases[j], h, flat, None if targets is None else targets[j])
         return self.model.head.pixel(h, self.flat_head[c])
 
     @torch.no_grad()
     def commit(self, i: int, j: int, c: int, values: Tensor) -> None:
         self.images[:, c, i, j] = values
-        scaled = values.to(self.vertical[0].dtype) * self.scale - 1.0
+        scaled = self.level_values[values]
         s = self.pads[0]
         self.vertical[0][:, c, i + s, j + s] = scaled
-        self.horizontal[0][i][:, j + s, c] = scaled
+        self.image_row[j][:, c] = scaled
 
 
 # ------------------------------------------------------------------------------------- public API
@@ -255,13 +267,12 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     model.encode_condition(cond, n)
     gen = torch.Generator().manual_seed(seed)
     uniform = torch.rand(n, cfg.image_channels, cfg.height, cfg.width, generator=gen, dtype=torch.float64)
-    uniform = uniform.permute(2, 3, 1, 0).reshape(total, n).to(images.device)  # raster order
-    final = torch.zeros(total, dtype=torch.bool)
-    final[:start] = True
+    dtype = next(model.parameters()).dtype
+    uniform = uniform.permute(2, 3, 1, 0).reshape(total, n).to(images.device, dtype)  # raster order
+    order = torch.arange(total).view(cfg.height, cfg.width, cfg.image_channels).permute(2, 0, 1)
 
     def event(done: int) -> SampleProgress:
-        mask = final.view(cfg.height, cfg.width, cfg.image_channels).permute(2, 0, 1).clone()
-        return SampleProgress(images.clone(), mask, done, total, time.perf_counter() - t0)
+        return SampleProgress(images.clone(), order < done, done, total, time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     engine = (CachedEngine if method == "cached" else NaiveEngine)(model, images, cond, start)
@@ -271,7 +282,6 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
         i, j = divmod(pixel, width)
         values = choose(engine.logits(i, j, c), uniform[k], float(temperature))
         engine.commit(i, j, c, values)
-        final[k] = True
         if (k + 1) % every == 0 and k + 1 < total:
             yield event(k + 1)
     yield event(total)

@@ -1,0 +1,289 @@
+"""Image datasets as uint8 tensors (N, C, H, W), labels (N,) and class names.
+
+Sources (`load_dataset(source, split)`):
+  * "mnist", "fashion_mnist", "cifar10": their Hugging Face Hub datasets (parquet files);
+  * "hf:owner/name": any Hub dataset whose parquet files have an image column and a label column;
+  * "folder:PATH": one sub-folder per class (PATH/<split>/<class>/ is used when it exists);
+  * "parquet:FILE" (or any path ending in .parquet): one parquet file in the Hub's image schema.
+
+With `data_dir=` (or the environment variable PIXELCNN_DATA_DIR) the Hub datasets are read from a
+local copy laid out like their repositories, `<data_dir>/<name>/<path in repo>`, and nothing is
+downloaded. Decoded arrays are cached as .npy files (PIXELCNN_CACHE, default ~/.cache/pixelcnn),
+written to a temporary name and renamed, so a killed run never leaves half a cache file.
+"""
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from .config import PixelCNNConfig
+
+# name -> (Hub repository, local folder name, parquet path inside the repo with {split})
+HUB_DATASETS = {
+    "mnist": ("ylecun/mnist", "mnist", "mnist/{split}-00000-of-00001.parquet"),
+    "fashion_mnist": ("zalando-datasets/fashion_mnist", "fashion_mnist",
+                      "fashion_mnist/{split}-00000-of-00001.parquet"),
+    "cifar10": ("uoft-cs/cifar10", "cifar10", "plain_text/{split}-00000-of-00001.parquet"),
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be found, fetched or decoded, with the reason."""
+
+
+@dataclass
+class ImageDataset:
+    """images: (N, C, H, W) uint8; labels: (N,) int64; class_names[k] names label k."""
+
+    images: Tensor
+    labels: Tensor
+    class_names: list[str]
+    source: str
+    split: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[2:])
+
+    def check_fits(self, config: PixelCNNConfig) -> None:
+        """Raise `DatasetError` unless the images have the model's channels and size."""
+        if self.channels != config.image_channels:
+            raise DatasetError(f"{self.source} ({self.split}) has {self.channels}-channel images but the model "
+                               f"expects image_channels={config.image_channels}")
+        if self.image_size != (config.height, config.width):
+            raise DatasetError(f"{self.source} ({self.split}) has {self.image_size[0]}x{self.image_size[1]} images "
+                               f"but the model expects {config.height}x{config.width}")
+        if config.conditioning == "class" and len(self) and int(self.labels.max()) >= config.num_classes:
+            raise DatasetError(f"{self.source} has labels up to {int(self.labels.max())} but the model has "
+                               f"num_classes={config.num_classes}")
+
+    def quantise(self, levels: int) -> Tensor:
+        """Images mapped from 256 to `levels` intensity levels: (N, C, H, W) long."""
+        if levels == 256:
+            return self.images.long()
+        return (self.images.long() * levels) // 256
+
+
+# ------------------------------------------------------------------------------------ decoding
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """PNG/JPEG/... bytes -> (H, W) or (H, W, 3) uint8, rotated as its EXIF says."""
+    try:
+        from PIL import ImageOps
+        with Image.open(io.BytesIO(data)) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"{where} cannot be decoded as an image: {e}") from e
+    if img.mode in GREY_MODES:
+        if img.mode.startswith("I") or img.mode == "F":  # 16-bit or float grey: rescale to 8 bits
+            arr = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if arr.max() > 255 else 255.0
+            return np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def stack_images(arrays: list[np.ndarray], where: str) -> np.ndarray:
+    """Decoded images -> (N, C, H, W) uint8. Grey images join colour ones as three equal channels."""
+    if not arrays:
+        raise DatasetError(f"{where} holds no images")
+    sizes = {a.shape[:2] for a in arrays}
+    if len(sizes) > 1:
+        sizes = sorted(sizes)
+        raise DatasetError(f"{where} has images of mixed sizes ({', '.join(f'{h}x{w}' for h, w in sizes[:4])}); "
+                           f"resize them to one size first")
+    colour = any(a.ndim == 3 for a in arrays)
+    out = [np.repeat(a[..., None], 3, axis=2) if colour and a.ndim == 2 else a for a in arrays]
+    batch = np.stack(out)
+    return batch.transpose(0, 3, 1, 2) if colour else batch[:, None]
+
+
+def _class_names_from_schema(metadata: dict | None, labels: np.ndarray) -> list[str]:
+    metadata = metadata or {}
+    if b"class_names" in metadata:
+        return metadata[b"class_names"].decode().split("\n")
+    if b"huggingface" in metadata:  # the Hub's own schema metadata (ClassLabel names)
+        try:
+            features = json.loads(metadata[b"huggingface"])["info"]["features"]
+            for feature in features.values():
+                if isinstance(feature, dict) and feature.get("names"):
+                    return list(feature["names"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    count = int(labels.max()) + 1 if labels.size else 0
+    return [str(k) for k in range(count)]
+
+
+def read_parquet(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A parquet file in the Hub's image schema -> images (N, C, H, W), labels (N,), class names."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several error types for damaged files
+        raise DatasetError(f"{path} is not a readable parquet file: {e}") from e
+    image_column = next((f.name for f in table.schema
+                         if str(f.type).startswith("struct") and "bytes" in str(f.type)), None)
+    label_column = next((n for n in ("label", "labels", "fine_label") if n in table.column_names), None)
+    if image_column is None:
+        raise DatasetError(f"{path} has no image column (a struct with 'bytes'); columns: {table.column_names}")
+    images = [decode_image(row["bytes"], f"row {k} of {path}")
+              for k, row in enumerate(table.column(image_column).to_pylist())]
+    labels = (np.asarray(table.column(label_column).to_pylist(), dtype=np.int64) if label_column
+              else np.zeros(len(images), dtype=np.int64))
+    return stack_images(images, str(path)), labels, _class_names_from_schema(table.schema.metadata, labels)
+
+
+def read_folder(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Class sub-folders of images -> images, labels and class names (sorted folder names)."""
+    if (root / split).is_dir():
+        root = root / split
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not classes:
+        raise DatasetError(f"{root} has no class sub-folders (expected {root}/<class>/<image files>)")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(decode_image(file.read_bytes(), str(file)))
+                labels.append(label)
+    return stack_images(images, str(root)), np.asarray(labels, dtype=np.int64), classes
+
+
+# ------------------------------------------------------------------------------------ locating
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("PIXELCNN_CACHE", Path.home() / ".cache" / "pixelcnn"))
+
+
+def _hub_files(repo: str, local_name: str, pattern: str | None, split: str, data_dir: Path | None) -> list[Path]:
+    """Parquet files of a Hub dataset split: from data_dir when given, else downloaded."""
+    if data_dir is not None:
+        for base in (data_dir / local_name, data_dir / repo):
+            if pattern is not None and (base / pattern.format(split=split)).is_file():
+                return [base / pattern.format(split=split)]
+            if pattern is None and base.is_dir():
+                found = sorted(p for p in base.rglob("*.parquet") if _is_split_file(p.relative_to(base), split))
+                if found:
+                    return found
+        raise DatasetError(f"no local copy of {repo} ({split} split) under {data_dir}: expected "
+                           f"{data_dir / local_name / (pattern or '...').format(split=split)}")
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    try:
+        if pattern is None:
+            names = [n for n in HfApi().list_repo_files(repo, repo_type="dataset")
+                     if n.endswith(".parquet") and _is_split_file(Path(n), split)]
+            if not names:
+                raise DatasetError(f"Hub dataset {repo} has no parquet files for split {split!r}")
+        else:
+            names = [pattern.format(split=split)]
+        return [Path(hf_hub_download(repo, n, repo_type="dataset")) for n in names]
+    except DatasetError:
+        raise
+    except RepositoryNotFoundError as e:
+        raise DatasetError(f"no Hub dataset {repo!r}") from e
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
+        raise DatasetError(f"cannot download {repo} ({split}): the Hub is unreachable or refused ({e.__class__.__name__}); "
+                           f"point data_dir / PIXELCNN_DATA_DIR at a local copy laid out like the repository") from e
+
+
+def _is_split_file(path: Path, split: str) -> bool:
+    return path.name.startswith(f"{split}-") or path.parent.name == split
+
+
+def _cache_key(source: str, split: str, files: list[Path]) -> str:
+    h = hashlib.sha256(f"v1|{source}|{split}".encode())
+    for f in files:
+        stat = f.stat()
+        h.update(f"|{f.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | None = None,
+                 cache_dir: str | Path | None = None, use_cache: bool = True) -> ImageDataset:
+    """Load a dataset split as uint8 tensors (see the module docstring for the sources)."""
+    data_dir = data_dir if data_dir is not None else os.environ.get("PIXELCNN_DATA_DIR")
+    data_dir = Path(data_dir).expanduser() if data_dir else None
+    if source.startswith("folder:"):
+        root = Path(source[len("folder:"):]).expanduser()
+        if not root.is_dir():
+            raise DatasetError(f"folder {root} does not exist")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        reader = lambda: read_folder(root, split)  # noqa: E731
+    elif source.startswith("parquet:") or source.endswith(".parquet"):
+        path = Path(source.removeprefix("parquet:")).expanduser()
+        if not path.is_file():
+            raise DatasetError(f"parquet file {path} does not exist")
+        files = [path]
+        reader = lambda: read_parquet(path)  # noqa: E731
+    else:
+        if source in HUB_DATASETS:
+            repo, local_name, pattern = HUB_DATASETS[source]
+        elif source.startswith("hf:") and source.count("/") == 1:
+            repo = source[3:]
+            local_name, pattern = repo.split("/")[1], None
+        else:
+            raise DatasetError(f"unknown dataset {source!r}: use one of {sorted(HUB_DATASETS)}, 'hf:owner/name', "
+                               f"'folder:PATH' or 'parquet:FILE'")
+        files = _hub_files(repo, local_name, pattern, split, data_dir)
+        reader = lambda: _read_many(files)  # noqa: E731
+    if not files:
+        raise DatasetError(f"{source} has no image files")
+
+    cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
+    key = _cache_key(source, split, files)
+    paths = {name: cache / f"{key}.{name}.npy" for name in ("images", "labels")}
+    names_path = cache / f"{key}.classes.json"
+    if use_cache and all(p.is_file() for p in paths.values()) and names_path.is_file():
+        try:
+            images, labels = np.load(paths["images"]), np.load(paths["labels"])
+            class_names = json.loads(names_path.read_text())
+            return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), class_names, source, split)
+        except (OSError, ValueError):
+            pass  # an unreadable cache entry is rebuilt below
+    images, labels, class_names = reader()
+    if use_cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        _atomic_save(paths["images"], images)
+        _atomic_save(paths["labels"], labels)
+        tmp = names_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(class_names))
+        os.replace(tmp, names_path)  # written last: its presence marks a complete entry
+    return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
+                        class_names, source, split)
+
+
+def _read_many(files: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    parts = [read_parquet(f) for f in files]
+    if len({p[0].shape[1:] for p in parts}) > 1:
+        raise DatasetError(f"the files {[str(f) for f in files]} hold images of different shapes")
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), parts[0][2])
