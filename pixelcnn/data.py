@@ -238,6 +238,8 @@ def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | No
         if not root.is_dir():
             raise DatasetError(f"folder {root} does not exist")
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DatasetError(f"{root} has no class sub-folders of images (expected {root}/<class>/<image files>)")
         reader = lambda: read_folder(root, split)  # noqa: E731
     elif source.startswith("parquet:") or source.endswith(".parquet"):
         path = Path(source.removeprefix("parquet:")).expanduser()

@@ -93,13 +93,16 @@ class GatedLayer(nn.Module):
     after the first layer, a residual connection.
 
     forward: v (B, in, H, W), h (B, in, H, W), optional condition biases (vertical, horizontal), each
-    (B, 2p, 1, 1) or (B, 2p, H, W) -> v (B, p, H, W), h (B, p, H, W).
+    (B, 2p, 1, 1) or (B, 2p, H, W) -> v (B, p, H, W) (None for the last layer), h (B, p, H, W).
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int, image_channels: int,
-                 mask_type: str, cond_features: int = 0, spatial: bool = False) -> None:
+                 mask_type: str, cond_features: int = 0, spatial: bool = False, vertical_output: bool = True) -> None:
         super().__init__()
         p, k = hidden_channels, kernel_size
+        # The last layer's vertical stack only feeds its horizontal stack: it has no gated output,
+        # and so no vertical condition bias (it would be a weight that nothing reads).
+        self.vertical_output = vertical_output
         self.pad = k // 2
         self.vertical = nn.Conv2d(in_channels, 2 * p, (k // 2 + 1, k))
         self.horizontal = nn.Conv2d(in_channels, 2 * p, (1, k // 2 + 1))
@@ -114,14 +117,15 @@ class GatedLayer(nn.Module):
         mask[:, :, 0, -1] = colour_mask(gate_groups, in_groups, mask_type)  # the current pixel
         self.register_buffer("horizontal_mask", mask, persistent=False)
 
-        self.cond_vertical = ConditionBias(cond_features, 2 * p, spatial) if cond_features else None
+        self.cond_vertical = (ConditionBias(cond_features, 2 * p, spatial)
+                              if cond_features and vertical_output else None)
         self.cond_horizontal = ConditionBias(cond_features, 2 * p, spatial) if cond_features else None
 
     def condition_biases(self, h: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         """Per-layer biases from the encoded condition: (vertical, horizontal), or (None, None)."""
-        if h is None or self.cond_vertical is None:
+        if h is None or self.cond_horizontal is None:
             return None, None
-        return self.cond_vertical(h), self.cond_horizontal(h)
+        return (self.cond_vertical(h) if self.cond_vertical is not None else None), self.cond_horizontal(h)
 
     def forward(self, v: Tensor, h: Tensor, biases: tuple[Tensor | None, Tensor | None] = (None, None)
                 ) -> tuple[Tensor, Tensor]:
@@ -131,11 +135,11 @@ class GatedLayer(nn.Module):
         h_pre = F.conv2d(F.pad(h, (s, 0, 0, 0)), self.horizontal.weight * self.horizontal_mask,
                          self.horizontal.bias)
         h_pre = h_pre + self.vertical_to_horizontal(shift_down(v_pre))
-        if bias_v is not None:
-            v_pre_biased, h_pre = v_pre + bias_v, h_pre + bias_h
-        else:
-            v_pre_biased = v_pre
-        v_out = gate(v_pre_biased)
+        if bias_h is not None:
+            h_pre = h_pre + bias_h
+        v_out = None
+        if self.vertical_output:
+            v_out = gate(v_pre + bias_v if bias_v is not None else v_pre)
         h_out = self.horizontal_out(gate(h_pre))
         if self.residual:
             h_out = h_out + h
@@ -150,14 +154,14 @@ class GatedLayer(nn.Module):
 
         v_window: (B, in, k//2+1, W + 2*(k//2)), the padded input rows up to and including row r.
         bias_v: (B, 2p, 1, 1 or W) condition bias at row r, or None.
-        Returns v_out (B, p, 1, W) at row r and the link (B, 2p, 1, W) that row r+1 of the horizontal
-        stack receives from it.
+        Returns v_out (B, p, 1, W) at row r (None for the last layer) and the link (B, 2p, 1, W)
+        that row r+1 of the horizontal stack receives from it.
         """
         v_pre = self.vertical(v_window)
         link = self.vertical_to_horizontal(v_pre)
-        if bias_v is not None:
-            v_pre = v_pre + bias_v
-        return gate(v_pre), link
+        if not self.vertical_output:
+            return None, link
+        return gate(v_pre + bias_v if bias_v is not None else v_pre), link
 
     def flat_horizontal_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         """Masked horizontal weights as matrices for `horizontal_pixel`.

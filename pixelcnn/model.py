@@ -94,7 +94,7 @@ class GatedPixelCNN(_PixelCNNBase):
         cond_features, spatial = config.cond_features, config.conditioning == "spatial"
         self.layers = nn.ModuleList(
             GatedLayer(c if i == 0 else p, p, config.first_kernel_size if i == 0 else config.kernel_size, c,
-                       "A" if i == 0 else "B", cond_features, spatial)
+                       "A" if i == 0 else "B", cond_features, spatial, vertical_output=i < config.n_layers - 1)
             for i in range(config.n_layers))
         self.head = OutputHead(p, config.head_channels, c, config.levels)
 

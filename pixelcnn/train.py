@@ -383,13 +383,11 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
     model = GatedPixelCNN(model_config).to(device)
     ema = AveragedModel(model, avg_fn=ema_average(cfg.ema_decay))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(s, cfg) / cfg.lr)
     step, epoch, position, elapsed_before = 0, 0, 0, 0.0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         ema.load_state_dict(checkpoint["ema"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
         step, epoch, position = checkpoint["step"], checkpoint["epoch"], checkpoint["position"]
         elapsed_before = checkpoint["elapsed"]
         torch.set_rng_state(checkpoint["rng"]["torch"])
@@ -430,7 +428,7 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
         atomic_torch_save({"model": model.state_dict(), "ema": ema.state_dict(),
-                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                           "optimizer": optimizer.state_dict(),
                            "step": step, "epoch": epoch, "position": position,
                            "elapsed": elapsed_before + time.perf_counter() - start_time, "rng": rng,
                            "train_config": dataclasses.asdict(cfg), "model_config": model_config.to_dict()},
@@ -457,6 +455,9 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
             loss = F.cross_entropy(logits.float(), x) / math.log(2)  # bits per dimension
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            lr = learning_rate(step, cfg)  # the schedule is a function of the step: nothing to restore
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             bpd = loss.detach()
@@ -469,7 +470,6 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
                                     f"(step {last_ckpt_step}, {ckpt_path}) is intact: resume it with a lower --lr "
                                     f"or a tighter --grad_clip")
             optimizer.step()
-            scheduler.step()
             ema.update_parameters(model)
             step += 1
             position += cfg.batch_size
@@ -481,7 +481,7 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
                 now = time.perf_counter()
                 rate = window_images / (now - window_start)
                 window_start, window_images = now, 0
-                log({"step": step, "train_bpd": running, "lr": scheduler.get_last_lr()[0], "images_per_s": rate,
+                log({"step": step, "train_bpd": running, "lr": lr, "images_per_s": rate,
                      "elapsed": elapsed_before + now - start_time})
                 if progress is not None:
                     progress.set_postfix(bpd=f"{running:.3f}", img_s=f"{rate:.1f}")

@@ -1,8 +1,11 @@
 import os
+import tempfile
 
 # Tests never reach the network: the Hub client answers from local files or fails fast.
 # (huggingface_hub reads this once, at import.)
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Decoded datasets are cached in a throwaway folder, not the user's ~/.cache.
+os.environ["PIXELCNN_CACHE"] = tempfile.mkdtemp(prefix="pixelcnn-test-cache-")
 
 import torch  # noqa: E402
 

@@ -87,6 +87,18 @@ def test_spatial_condition_is_location_dependent():
 
 
 @pytest.mark.parametrize("architecture", ["gated", "original"])
+@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial"])
+def test_every_parameter_gets_a_gradient(architecture, conditioning):
+    """No dead weights: every parameter (every link, bias and condition map) influences the loss."""
+    config = tiny_config(channels=3, conditioning=conditioning, n_layers=3)
+    model = random_model(architecture, config)
+    x = random_images(config, 2)
+    model.bits_per_dim(x, example_condition(config, 2)).sum().backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, f"parameters that never influence the loss: {dead}"
+
+
+@pytest.mark.parametrize("architecture", ["gated", "original"])
 def test_bad_inputs_raise_clear_errors(architecture):
     config = tiny_config(channels=3, conditioning="class")
     model = ARCHS[architecture](config)

@@ -1,0 +1,157 @@
+"""The training entry point: it learns, resumes exactly after SIGKILL, runs under torchrun, exports."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import pixelcnn
+from pixelcnn.data import load_dataset
+from pixelcnn.train import read_model_card_bpd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def stripes(tmp_path_factory) -> Path:
+    """8x8 grey images in two learnable classes: horizontal and vertical stripes, with noise."""
+    root = tmp_path_factory.mktemp("stripes")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 24), ("test", 8)):
+        for name in ("horizontal", "vertical"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for k in range(count):
+                base = np.tile((np.arange(8) % 2 * 200 + 20)[:, None], (1, 8))
+                img = base if name == "horizontal" else base.T
+                img = np.clip(img + rng.integers(-15, 16, (8, 8)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(folder / f"{k}.png")
+    return root
+
+
+def train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--preset", "tiny", "--data", f"folder:{data}", "--out_dir", str(out), "--image_size", "8",
+            "--num_classes", "2", "--threads", "1", "--no-progress", "--eval_every", "0", "--sample_every", "0",
+            "--final_eval_images", "16", *extra]
+
+
+def run_train(args: list[str], *, torchrun: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
+    launcher = [sys.executable, "-m", "pixelcnn.train"]
+    if torchrun:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
+                    "-m", "pixelcnn.train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(launcher + args, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_a_tiny_model_overfits_one_batch_and_exports_an_honest_card(stripes, tmp_path):
+    out = tmp_path / "run"
+    result = run_train(train_args(stripes, out, "--train_images", "8", "--batch_size", "8", "--steps", "250",
+                                  "--lr", "1e-2", "--warmup_steps", "1", "--ema_decay", "0.5",
+                                  "--hidden_channels", "32", "--head_channels", "64", "--n_layers", "3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    train = load_dataset(f"folder:{stripes}", "train")
+    batch, labels = train.images[:8].long(), train.labels[:8]
+    first = metrics(out)[0]["train_bpd"]
+    with torch.no_grad():
+        final = model.bits_per_dim(batch, labels).mean().item()
+    assert final < 0.5 * first, (first, final)
+
+    # the card's figure is what a fresh evaluation of the exported model measures
+    test = load_dataset(f"folder:{stripes}", "test")
+    with torch.no_grad():
+        fresh = model.bits_per_dim(test.images[:16].long(), test.labels[:16]).mean().item()
+    assert abs(read_model_card_bpd(out / "model" / "README.md") - fresh) < 1e-4
+    card = (out / "model" / "README.md").read_text()
+    assert "250 at global batch 8" in card and "hardware" in card and "wall time" in card
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_sigkill_then_resume_ends_with_the_same_weights(stripes, tmp_path):
+    args = ["--steps", "300", "--ckpt_every", "50", "--hidden_channels", "32", "--n_layers", "4",
+            "--head_channels", "32"]
+    reference = tmp_path / "reference"
+    assert run_train(train_args(stripes, reference, *args)).returncode == 0
+
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "pixelcnn.train", *train_args(stripes, killed, *args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step_at_kill = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
+    assert 50 <= step_at_kill < 300, "the run was not interrupted before its end"
+    assert not (killed / "model").exists()
+
+    resumed = run_train(train_args(stripes, killed, *args, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed {killed} at step {step_at_kill}" in resumed.stdout
+    a = torch.load(reference / "checkpoint.pt", weights_only=True)
+    b = torch.load(killed / "checkpoint.pt", weights_only=True)
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    exported_a, exported_b = load_file(reference / "model" / "model.safetensors"), load_file(killed / "model" / "model.safetensors")
+    assert all(torch.equal(exported_a[k], exported_b[k]) for k in exported_a)
+    steps = [m["step"] for m in metrics(killed) if "train_bpd" in m]
+    assert steps == sorted(set(steps)), "log lines after the checkpoint were repeated"
+
+
+def test_torchrun_with_two_cpu_processes_keeps_ranks_identical(stripes, tmp_path):
+    out = tmp_path / "ddp"
+    result = run_train(train_args(stripes, out, "--steps", "40", "--batch_size", "8", "--lr", "1e-2",
+                                  "--warmup_steps", "1", "--log_every", "5"), torchrun=2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sums = {}
+    for line in result.stdout.splitlines():
+        if "parameter checksum" in line:
+            words = line.split()
+            sums[words[1]] = words[-1]
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], result.stdout
+    losses = [m["train_bpd"] for m in metrics(out) if "train_bpd" in m]
+    assert losses[-1] < losses[0] - 0.5
+    assert "torchrun --nproc_per_node=2" in (out / "model" / "README.md").read_text()
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(stripes, tmp_path):
+    out = tmp_path / "run"
+    assert run_train(train_args(stripes, out, "--steps", "5", "--ckpt_every", "5")).returncode == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    result = run_train(train_args(stripes, out, "--steps", "30", "--ckpt_every", "5", "--lr", "1e30",
+                                  "--grad_clip", "0", "--warmup_steps", "1", "--resume"))
+    assert result.returncode == 1
+    assert "the loss became" in result.stderr and "last good checkpoint (step 5" in result.stderr
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_training_errors_are_clear(stripes, tmp_path):
+    result = run_train(train_args(stripes, tmp_path / "rgb", "--image_channels", "3", "--hidden_channels", "9",
+                                  "--head_channels", "9", "--steps", "2"))
+    assert result.returncode == 1
+    assert "1-channel images but the model expects image_channels=3" in result.stderr
+
+    out = tmp_path / "twice"
+    assert run_train(train_args(stripes, out, "--steps", "2", "--ckpt_every", "1")).returncode == 0
+    again = run_train(train_args(stripes, out, "--steps", "2"))
+    assert again.returncode == 1 and "already holds a run" in again.stderr and "--resume" in again.stderr
+
+    missing = run_train(train_args(tmp_path / "no-such-folder", tmp_path / "x"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
