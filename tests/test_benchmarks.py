@@ -18,3 +18,14 @@ def test_sampling_benchmark_runs_and_writes_json(tmp_path):
     for row in rows:
         assert row["cached_s"] > 0 and row["naive_s"] > 0 and row["speedup"] == row["naive_s"] / row["cached_s"]
     assert "| speed-up |" in result.stdout
+
+
+def test_train_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "train.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train.py"), "--smoke", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [r["image"] for r in report["rows"]] == ["1x6x6", "3x6x6"]
+    assert all(r["images_per_s"] > 0 and r["gflop_per_step"] > 0 for r in report["rows"])
+    assert report["matmul_peak_gflops"] > 0
