@@ -29,6 +29,7 @@ class PixelCNNConfig:
         conditioning: "none", "class" (a one-hot of `num_classes`), "vector" (a float vector
             of `cond_dim`, e.g. a face embedding) or "spatial" (a vector of `cond_dim`
             mapped by a deconvolution network m(h) to a map of `spatial_channels`).
+        class_names: optional names of the classes, for display (training fills them in).
     """
 
     image_channels: int = 1
@@ -43,10 +44,13 @@ class PixelCNNConfig:
     num_classes: int | None = None
     cond_dim: int | None = None
     spatial_channels: int = 32
+    class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, list):  # JSON has no tuples
             self.image_size = tuple(self.image_size)
+        if self.class_names is not None:
+            self.class_names = [str(name) for name in self.class_names]
         self.validate()
 
     # ----------------------------------------------------------------- derived sizes
@@ -57,6 +61,10 @@ class PixelCNNConfig:
     @property
     def width(self) -> int:
         return self.image_size if isinstance(self.image_size, int) else self.image_size[1]
+
+    def class_name(self, k: int) -> str:
+        """Display name of class k (its number when the config has no names)."""
+        return self.class_names[k] if self.class_names else str(k)
 
     @property
     def num_subpixels(self) -> int:
@@ -108,12 +116,18 @@ class PixelCNNConfig:
         if self.conditioning in ("vector", "spatial"):
             need(isinstance(self.cond_dim, int) and self.cond_dim >= 1,
                  f"conditioning={self.conditioning!r} needs cond_dim >= 1, got {self.cond_dim!r}")
+        if self.class_names is not None:
+            need(self.conditioning == "class" and len(self.class_names) == self.num_classes,
+                 f"class_names must name each of the num_classes={self.num_classes} classes of a "
+                 f"class-conditional model, got {len(self.class_names)} names")
         if self.conditioning == "spatial":
             need(self.spatial_channels >= 1, f"spatial_channels must be >= 1, got {self.spatial_channels}")
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        if self.class_names is None:
+            del out["class_names"]  # keeps config.json free of an empty field
         if isinstance(self.image_size, tuple):
             out["image_size"] = list(self.image_size)
         return out

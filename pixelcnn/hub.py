@@ -10,6 +10,7 @@
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,45 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
         model.load_state_dict(state, strict=True)
         model.to(map_location)
         return model.eval()
+
+
+def read_model_card_bpd(card_path: str | Path) -> float | None:
+    """The test bits/dim that a model card written by `pixelcnn.train` states, or None."""
+    text = Path(card_path).read_text() if Path(card_path).is_file() else ""
+    marker = "| test bits/dim | **"
+    if marker not in text:
+        return None
+    start = text.index(marker) + len(marker)
+    return float(text[start:text.index("**", start)])
+
+
+@dataclass
+class LocalModel:
+    """A checkpoint folder found by `local_models`: what a model picker shows."""
+
+    name: str
+    path: Path
+    architecture: str
+    config: PixelCNNConfig
+    test_bpd: float | None
+
+    def describe(self) -> str:
+        cfg = self.config
+        bpd = f"{self.test_bpd:.3f} bits/dim" if self.test_bpd is not None else "bits/dim not measured"
+        return f"{self.name} ({cfg.height}x{cfg.width}x{cfg.image_channels}, {cfg.n_layers} layers, {bpd})"
+
+
+def local_models(folder: str | Path) -> list[LocalModel]:
+    """Every checkpoint in the sub-folders of `folder` (e.g. the shipped `weights/`), sorted by name."""
+    found = []
+    for sub in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        if (sub / CONFIG_NAME).is_file() and (sub / WEIGHTS_NAME).is_file():
+            try:
+                architecture, config = read_checkpoint_config(sub)
+            except CheckpointError:
+                continue
+            found.append(LocalModel(sub.name, sub, architecture, config, read_model_card_bpd(sub / "README.md")))
+    return found
 
 
 def from_pretrained(model_id_or_path: str | Path, **kwargs: Any):

@@ -1,8 +1,13 @@
-"""Integer image tensors <-> pictures: grids of samples as PIL images."""
+"""Integer image tensors <-> pictures: sample grids, uploads, heat maps and receptive-field maps."""
 
+from pathlib import Path
+
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
+
+from .config import PixelCNNConfig
 
 
 def to_uint8(images: Tensor, levels: int = 256) -> Tensor:
@@ -32,3 +37,143 @@ def image_grid(images: Tensor, nrow: int | None = None, levels: int = 256, paddi
     if scale != 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     return picture
+
+
+# ------------------------------------------------------------------------------------ uploads
+MAX_UPLOAD_PIXELS = 40_000_000  # larger images are refused before they are decoded
+
+
+class UploadError(ValueError):
+    """An uploaded file that cannot be turned into an image for the model, with the reason."""
+
+
+def load_upload(path: str | Path, config: PixelCNNConfig) -> tuple[Tensor, list[str]]:
+    """Any image file -> (1, C, H, W) integer image for a model with this config, plus notices.
+
+    Handles EXIF rotation, transparency (composited on white), palettes, 16-bit and float images,
+    grey for a colour model and colour for a grey one, and any size (centre-cropped to the model's
+    aspect ratio, then resized). Each change is reported in the notices. A file that is not an
+    image, is truncated or is too large raises `UploadError`.
+    """
+    notices = []
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_UPLOAD_PIXELS:
+                raise UploadError(f"the image is {img.width}x{img.height}; images above "
+                                  f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels are refused")
+            if img.getexif().get(0x0112, 1) != 1:  # the EXIF orientation tag
+                notices.append("rotated as its EXIF orientation says")
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except UploadError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise UploadError(f"the image is too large to decode safely: {e}") from e
+    except (UnidentifiedImageError, SyntaxError) as e:
+        raise UploadError("the file is not an image that Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP ...)") from e
+    except OSError as e:
+        raise UploadError(f"the image file is damaged or truncated: {e}") from e
+
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        array = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if array.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(np.round(array / top * 255), 0, 255).astype(np.uint8))
+        notices.append(f"converted from {16 if top > 255 else 8}-bit {'' if top > 255 else 'integer '}"
+                       f"grey to 8 bits")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+        notices.append("transparency composited on white")
+    want = "L" if config.image_channels == 1 else "RGB"
+    grey_input = img.mode in ("L", "1", "LA")
+    if img.mode != want:
+        if want == "L" and not grey_input:
+            notices.append("converted from colour to grey")
+        elif want == "RGB" and grey_input:
+            notices.append("grey image repeated on R, G and B")
+        img = img.convert(want)
+
+    height, width = config.height, config.width
+    if img.size != (width, height):
+        original = img.size
+        target_ratio = width / height
+        if abs(img.width / img.height - target_ratio) > 1e-6:
+            if img.width / img.height > target_ratio:
+                new_w = round(img.height * target_ratio)
+                left = (img.width - new_w) // 2
+                img = img.crop((left, 0, left + new_w, img.height))
+            else:
+                new_h = round(img.width / target_ratio)
+                top = (img.height - new_h) // 2
+                img = img.crop((0, top, img.width, top + new_h))
+        img = img.resize((width, height), Image.LANCZOS)
+        notices.append(f"{original[0]}x{original[1]} centre-cropped and resized to {width}x{height}")
+    array = np.asarray(img, dtype=np.int64)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    x = torch.from_numpy(array.copy())[None]
+    if config.levels != 256:
+        x = (x * config.levels) // 256
+        notices.append(f"quantised to {config.levels} levels")
+    return x, notices
+
+
+# ------------------------------------------------------------------------------------ pictures
+def heat_map(values: Tensor, scale: int = 8, cmap: str = "magma") -> Image.Image:
+    """(H, W) non-negative values -> a colour-mapped picture, `scale`x enlarged."""
+    from matplotlib import colormaps
+
+    v = values.detach().float().cpu()
+    top = float(v.max()) if v.numel() and float(v.max()) > 0 else 1.0
+    rgba = colormaps[cmap]((v / top).clamp(0, 1).numpy())
+    picture = Image.fromarray((rgba[..., :3] * 255).astype(np.uint8))
+    return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+
+
+FIELD_COLOURS = {"future": (225, 225, 225), "seen": (52, 120, 246), "blind": (255, 140, 0),
+                 "out_of_reach": (255, 228, 160), "target": (220, 38, 38)}
+
+
+def receptive_field_picture(seen: Tensor, blind: Tensor, target: tuple[int, int], scale: int = 16,
+                            out_of_reach: Tensor | None = None) -> Image.Image:
+    """(H, W) bool maps -> a picture, `scale`x enlarged with grid lines.
+
+    Target red, seen blue, blind spot orange (earlier, never reachable), out of reach pale yellow
+    (earlier, reachable by a deeper network), later pixels grey.
+    """
+    h, w = seen.shape
+    canvas = np.empty((h, w, 3), dtype=np.uint8)
+    canvas[:] = FIELD_COLOURS["future"]
+    if out_of_reach is not None:
+        canvas[out_of_reach.cpu().numpy()] = FIELD_COLOURS["out_of_reach"]
+    canvas[blind.cpu().numpy()] = FIELD_COLOURS["blind"]
+    canvas[seen.cpu().numpy()] = FIELD_COLOURS["seen"]
+    canvas[target[0], target[1]] = FIELD_COLOURS["target"]
+    picture = Image.fromarray(canvas).resize((w * scale, h * scale), Image.NEAREST)
+    grid = np.asarray(picture).copy()
+    grid[::scale, :] = (255, 255, 255)
+    grid[:, ::scale] = (255, 255, 255)
+    return Image.fromarray(grid)
+
+
+def distribution_figure(probs: Tensor, actual: Tensor | None = None, channel_names: list[str] | None = None):
+    """(C, levels) predictive distributions -> a matplotlib figure, one panel per channel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    channels, levels = probs.shape
+    names = channel_names or (["grey"] if channels == 1 else ["R", "G", "B"])
+    colours = ["0.3"] if channels == 1 else ["#d62728", "#2ca02c", "#1f77b4"]
+    fig, axes = plt.subplots(channels, 1, figsize=(6, 1.6 * channels + 0.4), squeeze=False, sharex=True)
+    for c in range(channels):
+        ax = axes[c, 0]
+        ax.bar(range(levels), probs[c].detach().cpu().numpy(), width=1.0, color=colours[c])
+        if actual is not None:
+            ax.axvline(int(actual[c]), color="k", linestyle="--", linewidth=1, label="actual value")
+            ax.legend(loc="upper right", fontsize=8)
+        ax.set_ylabel(f"p({names[c]})")
+        ax.set_xlim(-0.5, levels - 0.5)
+    axes[-1, 0].set_xlabel("value")
+    fig.tight_layout()
+    return fig

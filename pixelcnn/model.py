@@ -69,6 +69,11 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         logits = self(x, cond)
         return -F.cross_entropy(logits, x.long(), reduction="none").flatten(1).sum(1)
 
+    def bits_per_subpixel(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """-log2 p(x_k | x_<k, cond) of every sub-pixel: (B, C, H, W). Where the model is surprised."""
+        logits = self(x, cond)
+        return F.cross_entropy(logits, x.long(), reduction="none") / math.log(2)
+
     def bits_per_dim(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """-log2 p(x | cond) / (C * H * W), one value per image: (B,). Take `.mean()` for a batch."""
         return -self.log_prob(x, cond) / (self.config.num_subpixels * math.log(2))

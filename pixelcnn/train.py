@@ -282,6 +282,16 @@ def sample_grid(model: GatedPixelCNN, class_names: list[str], path: Path, seed: 
     image_grid(images, nrow=nrow, levels=cfg.levels, scale=2).save(path)
 
 
+def export_examples(data: ImageDataset, folder: Path) -> None:
+    """The first test image of each class as examples/<class name>.png, for the app's likelihood tab."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(data.class_names):
+        hits = (data.labels == k).nonzero()
+        if len(hits):
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+            image_grid(data.images[hits[0, 0]][None], nrow=1, padding=0).save(folder / f"{safe}.png")
+
+
 def write_model_card(path: Path, *, train: TrainConfig, model_config: PixelCNNConfig, steps: int,
                      wall_time: float, hardware: str, test_bpd: float, test_images: int, train_images: int,
                      parameters: int, command: str) -> None:
@@ -324,18 +334,10 @@ Command:
 Model config:
 
 ```json
-{model_config.to_json()}
+{final_model.config.to_json()}
 ```
 """
     path.write_text(card)
-
-
-def read_model_card_bpd(card_path: str | Path) -> float:
-    """The test bits/dim a model card states (the bold figure in its table)."""
-    text = Path(card_path).read_text()
-    marker = "| test bits/dim | **"
-    start = text.index(marker) + len(marker)
-    return float(text[start:text.index("**", start)])
 
 
 # ------------------------------------------------------------------------------------ training
@@ -510,14 +512,16 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
         log({"step": step, "test_bpd": test_bpd, "test_images": n, "final": True})
         plot_curves(metrics_path, out / "curves.png")
         exported = out / "model"
-        final_model = GatedPixelCNN(model_config)
+        names = train_data.class_names if conditional and len(train_data.class_names) == model_config.num_classes else None
+        final_model = GatedPixelCNN(dataclasses.replace(model_config, class_names=names))
         final_model.load_state_dict(ema.module.state_dict())
         final_model.save_pretrained(exported)
+        export_examples(test_data, exported / "examples")
         command = "python -m pixelcnn.train " + " ".join(argv if argv is not None else sys.argv[1:])
         if world.size > 1:
             command = f"torchrun --nproc_per_node={world.size} -m pixelcnn.train " + " ".join(
                 argv if argv is not None else sys.argv[1:])
-        write_model_card(exported / "README.md", train=cfg, model_config=model_config, steps=step, wall_time=wall,
+        write_model_card(exported / "README.md", train=cfg, model_config=final_model.config, steps=step, wall_time=wall,
                          hardware=hardware_description(device, world), test_bpd=test_bpd, test_images=n,
                          train_images=n_train, parameters=final_model.num_parameters, command=command)
         print(f"test bits/dim {test_bpd:.4f} on {n} images; exported {exported}", flush=True)

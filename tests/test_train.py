@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import pixelcnn
 from pixelcnn.data import load_dataset
-from pixelcnn.train import read_model_card_bpd
+from pixelcnn.hub import read_model_card_bpd
 
 ROOT = Path(__file__).resolve().parents[1]
 

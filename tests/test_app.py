@@ -1,0 +1,286 @@
+"""The app, as users meet it: a real Gradio server, driven by headless Chromium and by gradio_client.
+
+Screenshots go to test-artifacts/.
+"""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pixelcnn
+from pixelcnn.images import image_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+GREY = "digits (16x16x1, 6 layers, 1.234 bits/dim)"
+COLOUR = "colours (10x10x3, 3 layers, bits/dim not measured)"
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """Two small class-conditional models with model cards and example images, like weights/."""
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    configs = {
+        "digits": pixelcnn.PixelCNNConfig(image_channels=1, image_size=16, hidden_channels=32, n_layers=6,
+                                          head_channels=64, conditioning="class", num_classes=3,
+                                          class_names=["zero", "one", "two"]),
+        "colours": pixelcnn.PixelCNNConfig(image_channels=3, image_size=10, hidden_channels=12, n_layers=3,
+                                           head_channels=24, conditioning="class", num_classes=2,
+                                           class_names=["cat", "dog"]),
+    }
+    for name, config in configs.items():
+        pixelcnn.GatedPixelCNN(config).save_pretrained(root / name)
+        examples = root / name / "examples"
+        examples.mkdir()
+        x = torch.randint(0, 256, (1, config.image_channels, config.height, config.width))
+        image_grid(x, nrow=1, padding=0).save(examples / f"{config.class_names[0]}.png")
+    (root / "digits" / "README.md").write_text("| test bits/dim | **1.2340** on 10 images |\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(weights):
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--weights", str(weights), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the app exited: {proc.stdout.read().decode()[-3000:]}")
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the app did not answer within 180 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+# ------------------------------------------------------------------------------------ browser
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+SRC_RECORDER = """(selector) => {
+    window.__srcs = [];
+    const record = () => {
+        const img = document.querySelector(selector + ' img');
+        if (img && img.src && window.__srcs[window.__srcs.length - 1] !== img.src) window.__srcs.push(img.src);
+    };
+    new MutationObserver(record).observe(document.querySelector(selector),
+        {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}"""
+
+
+def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#generate", timeout=60_000)
+    page.get_by_label("Model").first.wait_for()
+    # pick the 16x16 grey model: 16 rows stream as 16 updates
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option", name=GREY).click()
+    # wait until the model switch has reached the server and the class list (zero, one, two)
+    page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('digits')",
+                           timeout=60_000)
+    page.wait_for_timeout(500)
+    page.evaluate(SRC_RECORDER, "#samples")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('done')", timeout=120_000)
+    srcs = page.evaluate("window.__srcs")
+    assert len(srcs) >= 4, f"the image changed {len(srcs) - 1} times before it finished"
+    assert "256 of 256 sub-pixels" in page.inner_text("#progress")
+    page.screenshot(path=str(ARTIFACTS / "class-picker.png"), full_page=True)
+
+    page.get_by_role("tab", name="Blind spot").click()
+    page.click("#show-field")  # the original PixelCNN is selected when the page opens
+    page.wait_for_function("document.querySelector('#field-text').innerText.includes('Original PixelCNN')",
+                           timeout=60_000)
+    page.wait_for_timeout(1000)  # let the page settle for the screenshot
+    original = (page.inner_text("#field-text"), page.get_attribute("#field img", "src"))
+    page.screenshot(path=str(ARTIFACTS / "blind-spot-original.png"), full_page=True)
+    page.get_by_label("Gated PixelCNN").check()
+    page.wait_for_function("document.querySelector('#field-text').innerText.includes('Gated PixelCNN')",
+                           timeout=60_000)
+    page.wait_for_timeout(1000)
+    gated = (page.inner_text("#field-text"), page.get_attribute("#field img", "src"))
+    page.screenshot(path=str(ARTIFACTS / "blind-spot-gated.png"), full_page=True)
+    assert original[1] != gated[1]
+    assert "0 lie in its blind spot" in gated[0] and "0 lie in its blind spot" not in original[0]
+    page.close()
+
+
+# ------------------------------------------------------------------------------------ API
+def read_bytes(path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def test_generation_is_deterministic_for_a_seed(client):
+    a = client.predict(GREY, "one", 4, 1.0, 7, api_name="/generate")
+    b = client.predict(GREY, "one", 4, 1.0, 7, api_name="/generate")
+    c = client.predict(GREY, "one", 4, 1.0, 8, api_name="/generate")
+    assert "256 of 256 sub-pixels" in a[1] and "done" in a[1]
+    assert read_bytes(a[0]) == read_bytes(b[0]) != read_bytes(c[0])
+    assert Image.open(a[0]).format == "PNG"
+    rgb = client.predict(COLOUR, "dog", 2, 0.0, 1, api_name="/generate")
+    assert Image.open(rgb[0]).mode == "RGB"
+
+
+def test_generation_rejects_bad_requests(client):
+    with pytest.raises(AppError, match="pick a class"):
+        client.predict(GREY, "unicorn", 4, 1.0, 7, api_name="/generate")
+    with pytest.raises(AppError, match="unknown model"):
+        client.predict("nothing", "one", 4, 1.0, 7, api_name="/generate")
+
+
+def test_receptive_field_through_the_api(client):
+    original = client.predict("Original PixelCNN", 8, 3, 8, 5, api_name="/receptive_field")
+    gated = client.predict("Gated PixelCNN", 12, 3, 8, 5, api_name="/receptive_field")
+    again = client.predict("Gated PixelCNN", 12, 3, 8, 5, api_name="/receptive_field")
+    assert "**0 lie in its blind spot**" in gated[1] and "**0 lie" not in original[1]
+    assert read_bytes(original[0]) != read_bytes(gated[0])
+    assert read_bytes(gated[0]) == read_bytes(again[0]) and gated[1] == again[1]
+    assert len(gated[2]) == 12  # one map per depth
+
+
+def test_likelihood_and_completion(client, weights):
+    example = weights / "digits" / "examples" / "zero.png"
+    first = client.predict(GREY, handle_file(str(example)), "most likely class", api_name="/likelihood")
+    second = client.predict(GREY, handle_file(str(example)), "most likely class", api_name="/likelihood")
+    assert "bits/dim" in first[2] and first[2] == second[2]
+    assert read_bytes(first[1]) == read_bytes(second[1])  # the heat map
+    given = client.predict(GREY, handle_file(str(example)), "two", api_name="/likelihood")
+    assert "given class **two**" in given[2]
+    completed = client.predict(8, 3, api_name="/complete")
+    out = np.asarray(Image.open(completed))
+    view = np.asarray(Image.open(given[0]))
+    assert out.shape == view.shape
+    assert (out[: out.shape[0] // 2] == view[: view.shape[0] // 2]).all()  # the kept top half
+
+
+def bad_uploads(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+
+    def save(name, image, **kwargs):
+        files[name] = tmp_path / name
+        image.save(files[name], **kwargs)
+
+    rng = np.random.default_rng(0)
+    save("rgba.png", Image.fromarray(rng.integers(0, 256, (20, 20, 4), dtype=np.uint8)))
+    save("palette.png", Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).convert("P"))
+    save("deep16.png", Image.fromarray(rng.integers(0, 65535, (16, 16)).astype(np.uint16)))
+    save("wide.png", Image.fromarray(rng.integers(0, 256, (30, 70, 3), dtype=np.uint8)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    save("rotated.jpg", Image.fromarray(rng.integers(0, 256, (12, 24, 3), dtype=np.uint8)), exif=exif)
+    save("huge.png", Image.new("L", (7000, 7000)))
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(buf, format="PNG")
+    files["truncated.png"] = tmp_path / "truncated.png"
+    files["truncated.png"].write_bytes(buf.getvalue()[:60])
+    files["notes.png"] = tmp_path / "notes.png"
+    files["notes.png"].write_text("these are notes, not pixels")
+    return files
+
+
+@pytest.mark.parametrize("model", [GREY, COLOUR])
+def test_bad_uploads_give_a_result_or_a_clear_error_and_the_server_stays_up(client, tmp_path, model):
+    expected_errors = {"huge.png": "megapixels are refused", "truncated.png": "damaged or truncated",
+                       "notes.png": "not an image"}
+    expected_notices = {"rgba.png": "transparency", "wide.png": "centre-cropped and resized",
+                        "rotated.jpg": "rotated as its EXIF orientation says", "deep16.png": "16-bit"}
+    for name, path in bad_uploads(tmp_path).items():
+        if name in expected_errors:
+            with pytest.raises(AppError, match=expected_errors[name]):
+                client.predict(model, handle_file(str(path)), "most likely class", api_name="/likelihood")
+        else:
+            result = client.predict(model, handle_file(str(path)), "most likely class", api_name="/likelihood")
+            assert "bits/dim" in result[2], name
+            if name in expected_notices:
+                assert expected_notices[name] in result[2], (name, result[2])
+        # the server answers the next request
+        assert "blind spot" in client.predict("Original PixelCNN", 2, 3, 3, 3, api_name="/receptive_field")[1]
+
+
+def test_two_clients_generating_at_once_both_finish(server):
+    results, errors = {}, []
+
+    def work(key):
+        try:
+            results[key] = Client(server, verbose=False).predict(GREY, "two", 16, 1.0, key, api_name="/generate")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and set(results) == {1, 2}
+    assert all("done" in r[1] for r in results.values())
+
+
+def test_an_unreachable_hub_repo_is_a_message_not_a_crash(client):
+    result = client.predict("someone/not-a-pixelcnn", api_name="/load_hub")
+    assert "Could not load" in result[1] and "unreachable" in result[1]
+    assert "blind spot" in client.predict("Gated PixelCNN", 2, 3, 3, 3, api_name="/receptive_field")[1]
+
+
+def test_the_app_starts_on_the_shipped_weights_folder(tmp_path):
+    """`python app.py` with no flags finds weights/ beside it (or says how to get models)."""
+    shipped = pixelcnn.hub.local_models(ROOT / "weights")
+    for model in shipped:
+        assert model.config.conditioning in ("class", "none")
+        assert (model.path / "README.md").is_file()
+    assert shutil.which(sys.executable)
