@@ -26,6 +26,14 @@ def test_config_round_trips_through_json(tmp_path, size):
     assert (config.height, config.width) == ((28, 28) if size == 28 else (5, 9))
 
 
+def test_class_names_round_trip_and_are_checked():
+    config = PixelCNNConfig(conditioning="class", num_classes=2, class_names=["cat", "dog"])
+    assert PixelCNNConfig.from_json(config.to_json()) == config and config.class_name(1) == "dog"
+    assert "class_names" not in PixelCNNConfig().to_dict() and PixelCNNConfig().class_name(3) == "3"
+    with pytest.raises(ValueError, match="class_names must name each"):
+        PixelCNNConfig(conditioning="class", num_classes=3, class_names=["cat", "dog"])
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(image_channels=2), "image_channels"),
     (dict(levels=1), "levels"),
@@ -36,14 +44,6 @@ def test_config_round_trips_through_json(tmp_path, size):
     (dict(conditioning="text"), "conditioning"),
     (dict(image_size=(4, 4, 4)), "image_size"),
 ])
-def test_class_names_round_trip_and_are_checked():
-    config = PixelCNNConfig(conditioning="class", num_classes=2, class_names=["cat", "dog"])
-    assert PixelCNNConfig.from_json(config.to_json()) == config and config.class_name(1) == "dog"
-    assert "class_names" not in PixelCNNConfig().to_dict() and PixelCNNConfig().class_name(3) == "3"
-    with pytest.raises(ValueError, match="class_names must name each"):
-        PixelCNNConfig(conditioning="class", num_classes=3, class_names=["cat", "dog"])
-
-
 def test_invalid_config_names_the_field(bad, message):
     with pytest.raises(ValueError, match=message):
         PixelCNNConfig(**bad)
