@@ -10,8 +10,6 @@ whole image, as the table says. Results also go to a JSON file.
 """
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import write_report  # noqa: E402
 from pixelcnn import GatedPixelCNN, PixelCNNConfig  # noqa: E402
 from pixelcnn.presets import MODEL_PRESETS  # noqa: E402
 from pixelcnn.sampling import sample, stream  # noqa: E402
@@ -113,14 +112,7 @@ def main() -> None:
             print(f"| {name} | {row['image']} | {n} | {forward:.3f} | {naive:.1f} | {cached:.2f} | "
                   f"{row['speedup']:.0f}x | {row['subpixels_per_s']:,.0f} | {row['cached_over_forward']:.1f} |",
                   flush=True)
-    result = dict(torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
-                  processor=platform.processor(), threads=args.threads, device=str(device),
-                  naive_steps=args.naive_steps, rows=rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
-    print(f"\nwrote {args.out}")
+    write_report(args.out, rows, threads=args.threads, device=str(device), naive_steps=args.naive_steps)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ matmul peak, measured here on 2048x2048 matrices with the same threads.
 """
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import write_report  # noqa: E402
 from pixelcnn import GatedPixelCNN, PixelCNNConfig  # noqa: E402
 
 # Public PyTorch Gated PixelCNN code measured on the project's 2-core machine at this configuration
@@ -115,14 +114,8 @@ def main() -> None:
         rows.append(row)
         print(f"| {image} | {row['images_per_s']:.1f} | {row['public']} | {row['gflop_per_step']:.1f} | "
               f"{row['gflops']:.1f} | {100 * row['peak_fraction']:.0f}% |", flush=True)
-    result = dict(torch=torch.__version__, python=platform.python_version(), threads=args.threads,
-                  device=str(device), matmul_peak_gflops=peak, layers=args.layers, channels=args.channels,
-                  batch=args.batch, bf16=args.bf16, compile=args.compile, rows=rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
-    print(f"\nwrote {args.out}")
+    write_report(args.out, rows, threads=args.threads, device=str(device), matmul_peak_gflops=peak,
+                 layers=args.layers, channels=args.channels, batch=args.batch, bf16=args.bf16, compile=args.compile)
 
 
 if __name__ == "__main__":

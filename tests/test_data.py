@@ -61,6 +61,21 @@ def test_reads_the_hub_parquet_layout_from_a_data_dir_and_caches_it(tmp_path, mo
     assert again.class_names == mnist.class_names
 
 
+def test_any_hub_dataset_by_id_reads_its_local_copy(tmp_path):
+    """'hf:owner/name' finds the split's parquet files in a local copy of the repository."""
+    images = random_uint8((6, 3, 8, 8), seed=4)
+    write_hub_parquet(tmp_path / "data" / "tiny-imagenet" / "data" / "train-00000-of-00002.parquet", images[:4],
+                      [0, 1, 2, 0], ["a", "b", "c"])
+    write_hub_parquet(tmp_path / "data" / "tiny-imagenet" / "data" / "train-00001-of-00002.parquet", images[4:],
+                      [1, 2], ["a", "b", "c"])
+    write_hub_parquet(tmp_path / "data" / "tiny-imagenet" / "data" / "test-00000-of-00001.parquet", images[:1],
+                      [2], ["a", "b", "c"])
+    data = load_dataset("hf:someone/tiny-imagenet", "train", data_dir=tmp_path / "data", cache_dir=tmp_path / "c")
+    assert torch.equal(data.images, torch.from_numpy(images)) and data.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert len(load_dataset("hf:someone/tiny-imagenet", "test", data_dir=tmp_path / "data",
+                            cache_dir=tmp_path / "c")) == 1
+
+
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="needs ../shared/data")
 def test_reads_a_slice_of_the_shared_mnist_files(tmp_path):
     table = pq.read_table(SHARED / "mnist" / "mnist" / "test-00000-of-00001.parquet").slice(0, 50)
