@@ -33,8 +33,9 @@ AUTO_CLASS = "most likely class"
 
 BLIND_SPOT_TEXT = """
 **What you see.** The red square is the output pixel. Blue pixels can influence its prediction,
-orange ones come *earlier* in the generation order but can never reach it: the blind spot. Grey
-pixels come later and must not be seen. The map is measured, not drawn: a randomly initialised
+orange ones come *earlier* in the generation order but can never reach it, at any depth: the blind
+spot. Pale yellow ones are earlier pixels that a deeper network would reach. Grey pixels come
+later and must not be seen. The map is measured, not drawn: a randomly initialised
 model of the chosen shape is differentiated with respect to its input (autograd on the real model
 code), and every pixel with a non-zero gradient is blue.
 

@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/.
 
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -275,12 +274,3 @@ def test_an_unreachable_hub_repo_is_a_message_not_a_crash(client):
     result = client.predict("someone/not-a-pixelcnn", api_name="/load_hub")
     assert "Could not load" in result[1] and "unreachable" in result[1]
     assert "blind spot" in client.predict("Gated PixelCNN", 2, 3, 3, 3, api_name="/receptive_field")[1]
-
-
-def test_the_app_starts_on_the_shipped_weights_folder(tmp_path):
-    """`python app.py` with no flags finds weights/ beside it (or says how to get models)."""
-    shipped = pixelcnn.hub.local_models(ROOT / "weights")
-    for model in shipped:
-        assert model.config.conditioning in ("class", "none")
-        assert (model.path / "README.md").is_file()
-    assert shutil.which(sys.executable)
