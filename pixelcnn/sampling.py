@@ -125,7 +125,8 @@ class CachedEngine:
             self.links_zero = [layer.vertical_to_horizontal(
                 torch.zeros(n, 2 * cfg.hidden_channels, 1, width, dtype=param.dtype, device=param.device))
                 for layer in model.layers]
-            self._prefill(model.scale(images))
+            if start > 0:  # a given prefix: its activations come from one full pass
+                self._prefill(model.scale(images))
         self.row = -1  # the row whose horizontal biases are ready
 
     def _prefill(self, x_scaled: Tensor) -> None:
