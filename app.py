@@ -27,6 +27,7 @@ from pixelcnn.sampling import given_top_rows, stream  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_SAMPLES = 16          # images per request
+MIN_UPDATE_S = 0.12       # seconds between streamed images
 FIELD_SIZE = 12           # the blind-spot tab's image is FIELD_SIZE x FIELD_SIZE
 MAX_FIELD_LAYERS = 12
 AUTO_CLASS = "most likely class"
@@ -239,9 +240,12 @@ def build(explorer: Explorer) -> gr.Blocks:
             cond = sampling_condition(model, name)
             columns = math.ceil(math.sqrt(n))
             scale = display_scale(cfg, columns)
-            event = None
+            shown = -1.0
             for event in stream(model, n, cond, seed=int(seed_value or 0), temperature=float(temp),
                                 every=cfg.width * cfg.image_channels):
+                if not event.finished and event.elapsed - shown < MIN_UPDATE_S:
+                    continue  # each update costs an image encoding and a message: at most ~8 a second
+                shown = event.elapsed
                 rate = event.done * n / max(event.elapsed, 1e-9)
                 text = (f"{event.done:,} of {event.total:,} sub-pixels per image, {rate:,.0f} sub-pixels/s, "
                         f"{event.elapsed:.1f} s")
@@ -378,7 +382,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     parser.add_argument("--weights", type=Path, default=ROOT / "weights", help="folder of model folders")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per request (default 1: requests run in worker threads, where "
+                             "multi-threaded OpenMP was several times slower on small CPUs; two requests "
+                             "run at once)")
     args = parser.parse_args()
+    torch.set_num_threads(max(1, args.threads))
     demo = build(Explorer(args.weights))
     demo.queue(default_concurrency_limit=2, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="20mb",
