@@ -130,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
     for title, cls, defaults in groups:
         group = parser.add_argument_group(title)
         for f in fields(cls):
-            if f.name == "preset":
+            if f.name in ("preset", "class_names"):  # class names come from the dataset
                 continue
             if f.type is bool:
                 group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=defaults[f.name])
@@ -140,7 +140,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
                                    help=f"default: {defaults[f.name]}")
     args = vars(parser.parse_args(argv))
     train = TrainConfig(**{f.name: args[f.name] for f in fields(TrainConfig)})
-    model = PixelCNNConfig.from_dict({f.name: args[f.name] for f in fields(PixelCNNConfig)})
+    model = PixelCNNConfig.from_dict({f.name: args[f.name] for f in fields(PixelCNNConfig) if f.name in args})
     return train, model
 
 
@@ -334,7 +334,7 @@ Command:
 Model config:
 
 ```json
-{final_model.config.to_json()}
+{model_config.to_json()}
 ```
 """
     path.write_text(card)
