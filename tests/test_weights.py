@@ -39,9 +39,9 @@ def test_model_card_bits_per_dim_matches_a_fresh_evaluation(name):
     test = load_dataset(SHIPPED[name], "test", data_dir=SHARED)
     total = 0.0
     with torch.no_grad():
-        for start in range(0, len(test), 250):
-            x = test.images[start:start + 250].long()
-            total += model.bits_per_dim(x, test.labels[start:start + 250]).sum().item()
+        for start in range(0, len(test), 100):
+            x = test.images[start:start + 100].long()
+            total += model.bits_per_dim(x, test.labels[start:start + 100]).sum().item()
     fresh = total / len(test)
     card = read_model_card_bpd(WEIGHTS / name / "README.md")
     assert abs(card - fresh) < 2e-4, (card, fresh)
