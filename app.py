@@ -10,6 +10,8 @@ import argparse
 import math
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # runs offline: no telemetry calls
@@ -23,11 +25,13 @@ from pixelcnn.hub import LocalModel, local_models  # noqa: E402
 from pixelcnn.images import (UploadError, distribution_figure, heat_map, image_grid, load_upload,  # noqa: E402
                              receptive_field_picture)
 from pixelcnn.receptive_field import blind_spot, dependency_map, field_by_depth, random_model  # noqa: E402
-from pixelcnn.sampling import given_top_rows, stream  # noqa: E402
+from pixelcnn.sampling import SampleProgress, given_top_rows, stream  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 MAX_SAMPLES = 16          # images per request
-MIN_UPDATE_S = 0.12       # seconds between streamed images
+MIN_UPDATE_S = 0.12       # seconds between streamed images at full speed
+ROW_FRAME_S = 0.1         # slow motion: each finished row stays on screen at least this long
+PLAYBACK = ["row by row", "full speed"]
 FIELD_SIZE = 12           # the blind-spot tab's image is FIELD_SIZE x FIELD_SIZE
 MAX_FIELD_LAYERS = 12
 AUTO_CLASS = "most likely class"
@@ -116,6 +120,34 @@ def save_png(picture, prefix: str) -> str:
     return handle.name
 
 
+def paced(events: Iterator[SampleProgress], frame_s: float) -> Iterator[SampleProgress]:
+    """Slow motion: pass on every event, each at least frame_s after the one before.
+
+    The cached sampler renders a small image in a fraction of a second, faster than a browser can
+    show the rows; pausing between events lets the user watch it. Stop cancels during a pause.
+    """
+    last = -math.inf
+    for event in events:
+        wait = frame_s - (time.perf_counter() - last)
+        if wait > 0:
+            time.sleep(wait)
+        last = time.perf_counter()
+        yield event
+
+
+def throttled(events: Iterator[SampleProgress], min_gap_s: float) -> Iterator[SampleProgress]:
+    """Full speed: drop events that come within min_gap_s of the last one shown (the last always shows).
+
+    Each update costs an image encoding and a message, so at most ~1 / min_gap_s a second.
+    """
+    shown = -math.inf
+    for event in events:
+        now = time.perf_counter()
+        if event.finished or now - shown >= min_gap_s:
+            shown = now
+            yield event
+
+
 def build(explorer: Explorer) -> gr.Blocks:
     first = explorer.choices[0] if explorer.choices else None
     first_config = explorer.model(first).config if first else None
@@ -143,6 +175,9 @@ def build(explorer: Explorer) -> gr.Blocks:
                     temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
                                             info="0 always takes the most likely value")
                     seed = gr.Number(value=0, precision=0, label="Seed")
+                    playback = gr.Radio(PLAYBACK, value=PLAYBACK[0], label="Playback", elem_id="playback",
+                                        info=f"row by row shows every row for at least {ROW_FRAME_S:.1f} s, "
+                                             "even where the model is faster than the eye")
                     with gr.Row():
                         generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
                         stop_button = gr.Button("Stop", elem_id="stop")
@@ -229,7 +264,7 @@ def build(explorer: Explorer) -> gr.Blocks:
             explorer.loaded[label] = model
             return gr.update(choices=explorer.choices, value=label), f"Loaded `{repo_id}` from the Hub."
 
-        def on_generate(choice, name, n, temp, seed_value, recent):
+        def on_generate(choice, name, n, temp, seed_value, recent, mode=PLAYBACK[0]):
             model = explorer.model(choice)
             cfg = model.config
             n = int(n)
@@ -237,15 +272,16 @@ def build(explorer: Explorer) -> gr.Blocks:
                 raise gr.Error(f"ask for 1 to {MAX_SAMPLES} samples")
             if temp is None or not 0 <= float(temp) <= 10:
                 raise gr.Error("temperature must lie between 0 and 10")
+            if mode not in PLAYBACK:
+                raise gr.Error(f"playback must be one of {PLAYBACK}")
             cond = sampling_condition(model, name)
             columns = math.ceil(math.sqrt(n))
             scale = display_scale(cfg, columns)
-            shown = -1.0
-            for event in stream(model, n, cond, seed=int(seed_value or 0), temperature=float(temp),
-                                every=cfg.width * cfg.image_channels):
-                if not event.finished and event.elapsed - shown < MIN_UPDATE_S:
-                    continue  # each update costs an image encoding and a message: at most ~8 a second
-                shown = event.elapsed
+            events = stream(model, n, cond, seed=int(seed_value or 0), temperature=float(temp),
+                            every=cfg.width * cfg.image_channels)
+            player = paced(events, ROW_FRAME_S) if mode == PLAYBACK[0] else throttled(events, MIN_UPDATE_S)
+            for event in player:
+                # event.elapsed counts generation only, so the rate is the model's, not the playback's
                 rate = event.done * n / max(event.elapsed, 1e-9)
                 text = (f"{event.done:,} of {event.total:,} sub-pixels per image, {rate:,.0f} sub-pixels/s, "
                         f"{event.elapsed:.1f} s")
@@ -348,15 +384,16 @@ def build(explorer: Explorer) -> gr.Blocks:
                 raise gr.Error(f"keep between 1 and {cfg.height - 1} rows")
             given = given_top_rows(state["x"], rows)
             cond = torch.tensor([state["class"]]) if state["class"] is not None else None
-            for event in stream(model, 1, cond, seed=int(seed_value or 0), given=given,
-                                every=cfg.width * cfg.image_channels):
+            events = stream(model, 1, cond, seed=int(seed_value or 0), given=given,
+                            every=cfg.width * cfg.image_channels)
+            for event in paced(events, ROW_FRAME_S):
                 yield image_grid(event.images, nrow=1, levels=cfg.levels, padding=0, scale=state["scale"])
 
         model_outputs = [model_status, class_name, lens_class, example, keep_rows]
         model_choice.change(on_model, model_choice, model_outputs, api_visibility="private")
         hub_button.click(on_hub, hub_id, [model_choice, model_status], api_name="load_hub")
         generation = generate_button.click(
-            on_generate, [model_choice, class_name, n_samples, temperature, seed, history_state],
+            on_generate, [model_choice, class_name, n_samples, temperature, seed, history_state, playback],
             [samples, progress, history, history_state], api_name="generate", concurrency_limit=2)
         stop_button.click(None, None, None, cancels=[generation])
         field_inputs = [architecture, layers, kernel, target_row, target_col]

@@ -37,7 +37,8 @@ class SampleProgress:
     images: (n, C, H, W) long, the images so far (sub-pixels not yet generated are 0).
     final: (C, H, W) bool, which sub-pixels hold their final value (the same for every image).
     done / total: sub-pixels final so far, and in all (C * H * W, a given prefix included).
-    elapsed: seconds since generation started.
+    elapsed: seconds spent generating so far; time the caller spends between events (drawing,
+        sending, or pausing a slow-motion playback) is not counted, so done / elapsed is the rate.
     """
 
     images: Tensor
@@ -272,8 +273,10 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     uniform = uniform.permute(2, 3, 1, 0).reshape(total, n).to(images.device, dtype)  # raster order
     order = torch.arange(total).view(cfg.height, cfg.width, cfg.image_channels).permute(2, 0, 1)
 
+    busy = 0.0  # generation time, without the time spent suspended at a yield
+
     def event(done: int) -> SampleProgress:
-        return SampleProgress(images.clone(), order < done, done, total, time.perf_counter() - t0)
+        return SampleProgress(images.clone(), order < done, done, total, busy + time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     engine = (CachedEngine if method == "cached" else NaiveEngine)(model, images, cond, start)
@@ -284,7 +287,10 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
         values = choose(engine.logits(i, j, c), uniform[k], float(temperature))
         engine.commit(i, j, c, values)
         if (k + 1) % every == 0 and k + 1 < total:
-            yield event(k + 1)
+            progress = event(k + 1)
+            busy = progress.elapsed
+            yield progress
+            t0 = time.perf_counter()
     yield event(total)
 
 

@@ -135,7 +135,7 @@ def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
                            timeout=60_000)
     page.wait_for_timeout(500)
     page.evaluate(SRC_RECORDER, "#samples")
-    page.click("#generate")
+    page.click("#generate")  # playback "row by row" (the default) shows each of the 16 rows for >= 0.1 s
     page.wait_for_function("document.querySelector('#progress').innerText.includes('done')", timeout=120_000)
     srcs = page.evaluate("window.__srcs")
     assert len(srcs) >= 4, f"the image changed {len(srcs) - 1} times before it finished"
@@ -160,6 +160,32 @@ def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
     page.close()
 
 
+def test_browser_stop_cancels_a_running_generation(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#generate", timeout=60_000)
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option", name=GREY).click()
+    page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('digits')",
+                           timeout=60_000)
+    page.wait_for_timeout(500)
+    page.evaluate(SRC_RECORDER, "#samples")
+    page.click("#generate")  # row by row: 16 rows take at least 1.6 s
+    page.wait_for_function("window.__srcs.length >= 2", timeout=60_000)
+    page.click("#stop")
+    page.wait_for_timeout(3000)  # longer than the rest of the render would take
+    stopped = page.evaluate("window.__srcs.length")
+    progress = page.inner_text("#progress")
+    page.screenshot(path=str(ARTIFACTS / "stopped.png"), full_page=True)
+    assert "done" not in progress and "256 of 256" not in progress, f"the render went on after Stop: {progress}"
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.__srcs.length") == stopped, "the image kept changing after Stop"
+    # the server is free again: the next generation finishes
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('done')", timeout=120_000)
+    page.close()
+
+
 # ------------------------------------------------------------------------------------ API
 def read_bytes(path) -> bytes:
     return Path(path).read_bytes()
@@ -167,7 +193,7 @@ def read_bytes(path) -> bytes:
 
 def test_generation_is_deterministic_for_a_seed(client):
     a = client.predict(GREY, "one", 4, 1.0, 7, api_name="/generate")
-    b = client.predict(GREY, "one", 4, 1.0, 7, api_name="/generate")
+    b = client.predict(GREY, "one", 4, 1.0, 7, "full speed", api_name="/generate")  # playback changes no pixel
     c = client.predict(GREY, "one", 4, 1.0, 8, api_name="/generate")
     assert "256 of 256 sub-pixels" in a[1] and "done" in a[1]
     assert read_bytes(a[0]) == read_bytes(b[0]) != read_bytes(c[0])

@@ -1,6 +1,7 @@
 """The generation engine: cached sampling equals naive sampling, sample for sample and step by step."""
 
 import inspect
+import time
 
 import pytest
 import torch
@@ -143,6 +144,18 @@ def test_naive_sampling_works_for_the_original_pixelcnn():
     assert torch.equal(a, sample(model, 2, 1, seed=0, method="naive"))
     with pytest.raises(ValueError, match="needs a GatedPixelCNN"):
         sample(model, 2, 1, seed=0)
+
+
+def test_stream_elapsed_counts_generation_only():
+    """A slow-motion player pauses between events; the pause must not lower the reported rate."""
+    model = random_model("gated", tiny_config(channels=1, size=(4, 4)))
+    pause, events, wall = 0.15, [], time.perf_counter()
+    for event in stream(model, 1, seed=0, every=4):
+        events.append(event)
+        time.sleep(pause)
+    wall = time.perf_counter() - wall
+    assert len(events) == 4 and wall >= 4 * pause
+    assert events[-1].elapsed < pause, "the time spent paused between events was counted as generation time"
 
 
 def test_stream_reports_progress_and_ends_with_the_sample():
