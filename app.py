@@ -277,8 +277,8 @@ def build(explorer: Explorer) -> gr.Blocks:
             cond = sampling_condition(model, name)
             columns = math.ceil(math.sqrt(n))
             scale = display_scale(cfg, columns)
-            events = stream(model, n, cond, seed=int(seed_value or 0), temperature=float(temp),
-                            every=cfg.width * cfg.image_channels)
+            # one event per row (stream's default)
+            events = stream(model, n, cond, seed=int(seed_value or 0), temperature=float(temp))
             player = paced(events, ROW_FRAME_S) if mode == PLAYBACK[0] else throttled(events, MIN_UPDATE_S)
             for event in player:
                 # event.elapsed counts generation only, so the rate is the model's, not the playback's
@@ -384,8 +384,7 @@ def build(explorer: Explorer) -> gr.Blocks:
                 raise gr.Error(f"keep between 1 and {cfg.height - 1} rows")
             given = given_top_rows(state["x"], rows)
             cond = torch.tensor([state["class"]]) if state["class"] is not None else None
-            events = stream(model, 1, cond, seed=int(seed_value or 0), given=given,
-                            every=cfg.width * cfg.image_channels)
+            events = stream(model, 1, cond, seed=int(seed_value or 0), given=given)
             for event in paced(events, ROW_FRAME_S):
                 yield image_grid(event.images, nrow=1, levels=cfg.levels, padding=0, scale=state["scale"])
 

@@ -127,7 +127,7 @@ def _class_names_from_schema(metadata: dict | None, labels: np.ndarray) -> list[
                 if isinstance(feature, dict) and feature.get("names"):
                     return list(feature["names"])
         except (KeyError, TypeError, ValueError):
-            pass
+            pass  # unreadable schema metadata: the classes are numbered below
     count = int(labels.max()) + 1 if labels.size else 0
     return [str(k) for k in range(count)]
 

@@ -306,8 +306,6 @@ def sample(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     given: images (n or 1, C, H, W) whose known raster prefix is kept, unknown sub-pixels -1;
         see `given_top_rows`.
     """
-    last = None
-    for last in stream(model, n, cond, seed=seed, temperature=temperature, method=method, given=given,
-                       every=model.config.num_subpixels):
-        pass
+    *_, last = stream(model, n, cond, seed=seed, temperature=temperature, method=method, given=given,
+                      every=model.config.num_subpixels)  # one event: the finished images
     return last.images

@@ -220,7 +220,7 @@ def hardware_description(device: torch.device, world: World) -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     except OSError:
-        pass
+        pass  # no /proc/cpuinfo (macOS, Windows): platform's name stands
     return f"{world.size} process(es) x {torch.get_num_threads()} thread(s) on {cpu} ({os.cpu_count()} cores)"
 
 

@@ -121,13 +121,12 @@ SRC_RECORDER = """(selector) => {
 }"""
 
 
-def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
-    ARTIFACTS.mkdir(exist_ok=True)
+def open_with_grey_model(browser, server):
+    """A new page with the 16x16 grey model picked (16 rows stream as 16 updates), recording #samples' srcs."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(server)
     page.wait_for_selector("#generate", timeout=60_000)
     page.get_by_label("Model").first.wait_for()
-    # pick the 16x16 grey model: 16 rows stream as 16 updates
     page.get_by_label("Model").first.click()
     page.get_by_role("option", name=GREY).click()
     # wait until the model switch has reached the server and the class list (zero, one, two)
@@ -135,6 +134,12 @@ def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
                            timeout=60_000)
     page.wait_for_timeout(500)
     page.evaluate(SRC_RECORDER, "#samples")
+    return page
+
+
+def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = open_with_grey_model(browser, server)
     page.click("#generate")  # playback "row by row" (the default) shows each of the 16 rows for >= 0.1 s
     page.wait_for_function("document.querySelector('#progress').innerText.includes('done')", timeout=120_000)
     srcs = page.evaluate("window.__srcs")
@@ -161,15 +166,8 @@ def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
 
 
 def test_browser_stop_cancels_a_running_generation(server, browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(server)
-    page.wait_for_selector("#generate", timeout=60_000)
-    page.get_by_label("Model").first.click()
-    page.get_by_role("option", name=GREY).click()
-    page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('digits')",
-                           timeout=60_000)
-    page.wait_for_timeout(500)
-    page.evaluate(SRC_RECORDER, "#samples")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = open_with_grey_model(browser, server)
     page.click("#generate")  # row by row: 16 rows take at least 1.6 s
     page.wait_for_function("window.__srcs.length >= 2", timeout=60_000)
     page.click("#stop")
