@@ -1,18 +1,223 @@
-"""Conditioning networks: turn a user's condition into the h that every layer adds as a bias.
+"""Conditions: what a PixelCNN is conditioned on, one class per kind.
 
-* "class":   class ids (B,) int            -> one-hot h (B, num_classes)
-* "vector":  embeddings (B, cond_dim) float -> h unchanged (B, cond_dim), e.g. a face embedding
-* "spatial": vectors (B, cond_dim) float    -> s = m(h) (B, spatial_channels, H, W) through a
-             deconvolution network, for the paper's location-dependent bias V * s (eq. 5)
+Every kind turns what a user holds (the *raw* condition) into h, the float vector (B, F) that the
+paper's V h reads in every layer:
+
+    kind       raw condition              h (B, F)                       what the layers read
+    "none"     None                       -                              -
+    "class"    class ids (B,) int         one-hot (B, num_classes)       h
+    "vector"   vectors (B, cond_dim)      the vectors                    h
+    "spatial"  vectors (B, cond_dim)      the vectors                    s = m(h) (B, S, H, W), eq. 5
+
+Wherever a model takes a condition it also takes h itself (a float (B, F) tensor): a mix of two
+class one-hots, an interpolated face embedding or an encoder's output are valid conditions.
+`Condition.broadcast` expands one condition to a batch. A new kind is a subclass here with its
+`kind` name; `PixelCNNConfig(conditioning=<kind>)` finds it through `CONDITIONS`.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import PixelCNNConfig
+if TYPE_CHECKING:
+    from .config import PixelCNNConfig
+
+# kind name -> Condition subclass, filled as the subclasses are defined
+CONDITIONS: dict[str, type[Condition]] = {}
+
+
+def condition_class(kind: str) -> type[Condition]:
+    """The Condition subclass for a `conditioning` name; `ValueError` for an unknown one."""
+    if kind not in CONDITIONS:
+        raise ValueError(f"conditioning must be one of {tuple(CONDITIONS)}, got {kind!r}")
+    return CONDITIONS[kind]
+
+
+class Condition(nn.Module):
+    """Validates, broadcasts and encodes one kind of condition.
+
+    kind: the `conditioning` name in the config.
+    batch_field: the field of a data batch (`pixelcnn.data.ImageDataset.batch`) that holds the raw
+        condition when training, or None.
+    spatial: whether the layers read a (B, S, H, W) map (a 1x1 convolution) instead of h (a linear map).
+    """
+
+    kind: ClassVar[str] = ""
+    batch_field: ClassVar[str | None] = None
+    spatial: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            CONDITIONS[cls.kind] = cls
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    # ---------------------------------------------------------------- what a subclass defines
+    @staticmethod
+    def config_error(config: PixelCNNConfig) -> str | None:
+        """Why this config cannot use this kind, or None."""
+        return None
+
+    @staticmethod
+    def features(config: PixelCNNConfig) -> int:
+        """F, the width of h (0: no condition)."""
+        return 0
+
+    @staticmethod
+    def layer_features(config: PixelCNNConfig) -> int:
+        """Channels of what the layers read: F, or S for a spatial map."""
+        return Condition.features(config)
+
+    def encode_raw(self, cond: Tensor, batch_size: int) -> Tensor:
+        """A raw condition that is not already h -> h (B, F); raise ValueError if invalid."""
+        raise ValueError(self.expected(batch_size))
+
+    def expected(self, batch_size: int) -> str:
+        return f"this model is conditioned on {self.kind!r}"
+
+    # ---------------------------------------------------------------- shared behaviour
+    @property
+    def width(self) -> int:
+        return self.features(self.config)
+
+    def broadcast(self, cond: Any, n: int) -> Any:
+        """One condition for all n images -> one per image; a batch passes unchanged."""
+        if cond is None or self.width == 0:
+            return cond
+        cond = torch.as_tensor(cond)
+        if cond.dim() == 0:
+            return cond.expand(n)
+        if cond.dim() == 1 and cond.dtype.is_floating_point and cond.shape[0] == self.width:
+            return cond.expand(n, -1)
+        return cond
+
+    def encode(self, cond: Any, batch_size: int, *, device: torch.device | None = None,
+               dtype: torch.dtype = torch.float32) -> Tensor | None:
+        """Raw condition or h -> validated h (B, F) in `dtype`, or None for "none"."""
+        if self.width == 0:
+            if cond is not None:
+                raise ValueError("this model is unconditional (conditioning='none'); pass cond=None")
+            return None
+        if cond is None:
+            raise ValueError(f"{self.expected(batch_size)}; pass cond")
+        cond = torch.as_tensor(cond, device=device)
+        if cond.dtype.is_floating_point and cond.shape == (batch_size, self.width):
+            h = cond.to(dtype)  # already h
+        else:
+            h = self.encode_raw(cond, batch_size).to(dtype)
+        if not torch.isfinite(h).all():
+            raise ValueError("the condition contains NaN or inf")
+        return h
+
+    def layer_input(self, h: Tensor | None) -> Tensor | None:
+        """h -> what every layer's V reads: h itself, or the spatial map m(h)."""
+        return h
+
+    def forward(self, cond: Any, batch_size: int, *, device: torch.device | None = None,
+                dtype: torch.dtype = torch.float32) -> Tensor | None:
+        """Raw condition or h -> what the layers read: (B, F), (B, S, H, W) or None."""
+        return self.layer_input(self.encode(cond, batch_size, device=device, dtype=dtype))
+
+
+class NoCondition(Condition):
+    """An unconditional model."""
+
+    kind = "none"
+
+
+class ClassCondition(Condition):
+    """A class id, encoded as a one-hot h of `num_classes` (the paper's class-conditional model)."""
+
+    kind = "class"
+    batch_field = "labels"
+
+    @staticmethod
+    def config_error(config: PixelCNNConfig) -> str | None:
+        if not (isinstance(config.num_classes, int) and config.num_classes >= 1):
+            return f"conditioning='class' needs num_classes >= 1, got {config.num_classes!r}"
+        return None
+
+    @staticmethod
+    def features(config: PixelCNNConfig) -> int:
+        return config.num_classes
+
+    @staticmethod
+    def layer_features(config: PixelCNNConfig) -> int:
+        return config.num_classes
+
+    def expected(self, batch_size: int) -> str:
+        return (f"this model is conditioned on 'class': it needs integer class ids of shape ({batch_size},) "
+                f"or an encoded h of shape ({batch_size}, {self.width})")
+
+    def encode_raw(self, cond: Tensor, batch_size: int) -> Tensor:
+        if cond.dtype.is_floating_point or cond.dtype == torch.bool or cond.shape != (batch_size,):
+            raise ValueError(f"{self.expected(batch_size)}, got {tuple(cond.shape)} {cond.dtype}")
+        if cond.numel() and (int(cond.min()) < 0 or int(cond.max()) >= self.width):
+            raise ValueError(f"class ids must lie in [0, {self.width}), "
+                             f"got values from {int(cond.min())} to {int(cond.max())}")
+        return F.one_hot(cond.long(), self.width)
+
+
+class VectorCondition(Condition):
+    """A float vector, e.g. a face embedding or an auto-encoder's code: h is the vector (eq. 4)."""
+
+    kind = "vector"
+    batch_field = "vectors"
+
+    @staticmethod
+    def config_error(config: PixelCNNConfig) -> str | None:
+        if not (isinstance(config.cond_dim, int) and config.cond_dim >= 1):
+            return f"conditioning={config.conditioning!r} needs cond_dim >= 1, got {config.cond_dim!r}"
+        return None
+
+    @staticmethod
+    def features(config: PixelCNNConfig) -> int:
+        return config.cond_dim
+
+    @staticmethod
+    def layer_features(config: PixelCNNConfig) -> int:
+        return config.cond_dim
+
+    def expected(self, batch_size: int) -> str:
+        return (f"this model is conditioned on {self.kind!r}: it needs a float tensor of shape "
+                f"({batch_size}, {self.width})")
+
+    def encode_raw(self, cond: Tensor, batch_size: int) -> Tensor:
+        raise ValueError(f"{self.expected(batch_size)}, got {tuple(cond.shape)} {cond.dtype}")
+
+
+class SpatialCondition(VectorCondition):
+    """A vector mapped to a feature map s = m(h) by a deconvolution network: the location-dependent
+    bias V * s of the paper's eq. 5, V a 1x1 convolution."""
+
+    kind = "spatial"
+    spatial = True
+
+    @staticmethod
+    def config_error(config: PixelCNNConfig) -> str | None:
+        if config.spatial_channels < 1:
+            return f"spatial_channels must be >= 1, got {config.spatial_channels}"
+        return VectorCondition.config_error(config)
+
+    @staticmethod
+    def layer_features(config: PixelCNNConfig) -> int:
+        return config.spatial_channels
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__(config)
+        self.spatial_net = SpatialConditionNet(config.cond_dim, config.spatial_channels,
+                                               config.height, config.width)
+
+    def layer_input(self, h: Tensor | None) -> Tensor | None:
+        return self.spatial_net(h)
 
 
 class SpatialConditionNet(nn.Module):
@@ -39,42 +244,6 @@ class SpatialConditionNet(nn.Module):
         return s[:, :, : self.height, : self.width]
 
 
-class ConditionEncoder(nn.Module):
-    """Checks a user's condition and encodes it as h for the layers (see the module docstring)."""
-
-    def __init__(self, config: PixelCNNConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.spatial_net = None
-        if config.conditioning == "spatial":
-            self.spatial_net = SpatialConditionNet(config.cond_dim, config.spatial_channels,
-                                                   config.height, config.width)
-
-    def forward(self, cond: Tensor | None, batch_size: int, device: torch.device,
-                dtype: torch.dtype) -> Tensor | None:
-        cfg = self.config
-        mode = cfg.conditioning
-        if mode == "none":
-            if cond is not None:
-                raise ValueError("this model is unconditional (conditioning='none'); pass cond=None")
-            return None
-        if cond is None:
-            raise ValueError(f"this model is conditioned on {mode!r}; pass cond "
-                             + ("class ids of shape (B,)" if mode == "class"
-                                else f"vectors of shape (B, {cfg.cond_dim})"))
-        cond = torch.as_tensor(cond, device=device)
-        if mode == "class":
-            if cond.dtype.is_floating_point or cond.dtype == torch.bool or cond.shape != (batch_size,):
-                raise ValueError(f"class conditioning needs integer class ids of shape ({batch_size},), "
-                                 f"got {tuple(cond.shape)} {cond.dtype}")
-            if cond.numel() and (int(cond.min()) < 0 or int(cond.max()) >= cfg.num_classes):
-                raise ValueError(f"class ids must lie in [0, {cfg.num_classes}), "
-                                 f"got values from {int(cond.min())} to {int(cond.max())}")
-            return F.one_hot(cond.long(), cfg.num_classes).to(dtype)
-        if cond.shape != (batch_size, cfg.cond_dim):
-            raise ValueError(f"{mode} conditioning needs a float tensor of shape ({batch_size}, {cfg.cond_dim}), "
-                             f"got {tuple(cond.shape)}")
-        h = cond.to(dtype)
-        if not torch.isfinite(h).all():
-            raise ValueError("the conditioning vector contains NaN or inf")
-        return self.spatial_net(h) if self.spatial_net is not None else h
+def build_condition(config: PixelCNNConfig) -> Condition:
+    """The Condition module for a config."""
+    return condition_class(config.conditioning)(config)

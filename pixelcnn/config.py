@@ -1,18 +1,20 @@
 """`PixelCNNConfig`: everything needed to rebuild a model, stored as `config.json`."""
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-CONDITIONING_MODES = ("none", "class", "vector", "spatial")
+from .conditioning import CONDITIONS, condition_class
 
 
-@dataclass
+@dataclass(frozen=True)
 class PixelCNNConfig:
-    """Shape of the data, size of the network and kind of conditioning.
+    """Shape of the data, size of the network and kind of conditioning. Frozen: change a copy with
+    `dataclasses.replace(config, n_layers=20)` or `config.replace(n_layers=20)`.
 
-    The same config describes a `GatedPixelCNN` and the original masked `PixelCNN`.
+    architecture: "gated" (`GatedPixelCNN`, the paper's model) or "original" (the masked `PixelCNN`);
+        `pixelcnn.build_model(config)` builds it.
 
     Image:
         image_channels: 1 (grey) or 3 (RGB, generated as R, then G, then B per pixel).
@@ -26,9 +28,10 @@ class PixelCNNConfig:
         first_kernel_size: n of the first layer (the paper and PixelRNN use 7).
         head_channels: width of the two-layer 1x1 output head, split into colour groups like p.
     Conditioning (the paper's section 2.3):
-        conditioning: "none", "class" (a one-hot of `num_classes`), "vector" (a float vector
-            of `cond_dim`, e.g. a face embedding) or "spatial" (a vector of `cond_dim`
-            mapped by a deconvolution network m(h) to a map of `spatial_channels`).
+        conditioning: a kind of `pixelcnn.conditioning.CONDITIONS`: "none", "class" (a one-hot of
+            `num_classes`), "vector" (a float vector of `cond_dim`, e.g. a face embedding) or
+            "spatial" (a vector of `cond_dim` mapped by a deconvolution network m(h) to a map of
+            `spatial_channels`).
         class_names: optional names of the classes, for display (training fills them in).
     """
 
@@ -44,14 +47,19 @@ class PixelCNNConfig:
     num_classes: int | None = None
     cond_dim: int | None = None
     spatial_channels: int = 32
-    class_names: list[str] | None = None
+    class_names: tuple[str, ...] | None = None
+    architecture: str = "gated"
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, list):  # JSON has no tuples
-            self.image_size = tuple(self.image_size)
+            object.__setattr__(self, "image_size", tuple(self.image_size))
         if self.class_names is not None:
-            self.class_names = [str(name) for name in self.class_names]
+            object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
         self.validate()
+
+    def replace(self, **changes: Any) -> "PixelCNNConfig":
+        """A copy with some fields changed (validated)."""
+        return replace(self, **changes)
 
     # ----------------------------------------------------------------- derived sizes
     @property
@@ -73,14 +81,8 @@ class PixelCNNConfig:
 
     @property
     def cond_features(self) -> int:
-        """Length of the conditioning vector h fed to every layer (0 when unconditional)."""
-        if self.conditioning == "class":
-            return self.num_classes or 0
-        if self.conditioning == "vector":
-            return self.cond_dim or 0
-        if self.conditioning == "spatial":
-            return self.spatial_channels
-        return 0
+        """F, the width of the encoded condition h (0 when unconditional)."""
+        return condition_class(self.conditioning).features(self)
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
@@ -108,33 +110,32 @@ class PixelCNNConfig:
             need(isinstance(width, int) and width >= self.image_channels,
                  f"{name} must be at least image_channels={self.image_channels} (one group per colour), "
                  f"got {width!r}")
-        need(self.conditioning in CONDITIONING_MODES,
-             f"conditioning must be one of {CONDITIONING_MODES}, got {self.conditioning!r}")
-        if self.conditioning == "class":
-            need(isinstance(self.num_classes, int) and self.num_classes >= 1,
-                 f"conditioning='class' needs num_classes >= 1, got {self.num_classes!r}")
-        if self.conditioning in ("vector", "spatial"):
-            need(isinstance(self.cond_dim, int) and self.cond_dim >= 1,
-                 f"conditioning={self.conditioning!r} needs cond_dim >= 1, got {self.cond_dim!r}")
+        from .model import ARCHITECTURES  # the one table of model classes (imported late: it imports this)
+        need(self.architecture in ARCHITECTURES,
+             f"architecture must be one of {tuple(ARCHITECTURES)}, got {self.architecture!r}")
+        need(self.conditioning in CONDITIONS, f"conditioning must be one of {tuple(CONDITIONS)}, "
+                                              f"got {self.conditioning!r}")
+        problem = condition_class(self.conditioning).config_error(self)
+        need(problem is None, str(problem))
         if self.class_names is not None:
             need(self.conditioning == "class" and len(self.class_names) == self.num_classes,
                  f"class_names must name each of the num_classes={self.num_classes} classes of a "
                  f"class-conditional model, got {len(self.class_names)} names")
-        if self.conditioning == "spatial":
-            need(self.spatial_channels >= 1, f"spatial_channels must be >= 1, got {self.spatial_channels}")
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         if self.class_names is None:
             del out["class_names"]  # keeps config.json free of an empty field
+        else:
+            out["class_names"] = list(self.class_names)
         if isinstance(self.image_size, tuple):
             out["image_size"] = list(self.image_size)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PixelCNNConfig":
-        """Build a config from a dict, ignoring keys that are not fields (e.g. `architecture`)."""
+        """Build a config from a dict, ignoring keys that are not fields."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -1,11 +1,13 @@
 """Saving and loading models as `config.json` + `model.safetensors`, locally or on the Hugging Face Hub.
 
-`huggingface_hub.PyTorchModelHubMixin` supplies `save_pretrained`, `from_pretrained` and
-`push_to_hub`. On top of it we:
-  * record the architecture in `config.json`, so `pixelcnn.from_pretrained` builds the right class;
-  * load weights strictly and only from safetensors (never a pickle), so a wrong or partial
+`huggingface_hub.PyTorchModelHubMixin` supplies `save_pretrained` and `push_to_hub`. On top of it:
+  * `config.json` names the architecture, so `pixelcnn.from_pretrained` builds the right class;
+  * weights load strictly and only from safetensors (never a pickle), so a wrong or partial
     checkpoint is an error instead of a model with silently random layers;
-  * turn every failure (no such folder, no network, not a PixelCNN) into one `CheckpointError`.
+  * a composite (an encoder with its decoder) is saved one sub-folder per part, each a complete
+    checkpoint, and loads as one object;
+  * every failure (no such folder, no network, not a PixelCNN) is one `CheckpointError`;
+  * measured figures live in `metrics.json` beside the weights (`read_metrics`), never in the card.
 """
 
 import json
@@ -19,13 +21,16 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
                                     RepositoryNotFoundError, RevisionNotFoundError)
 
-from .config import PixelCNNConfig
+from typing import ClassVar
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-# architecture name in config.json -> model class; filled by `PretrainedMixin.__init_subclass__`.
-ARCHITECTURES: dict[str, type] = {}
+METRICS_NAME = "metrics.json"
+HUB_ETAG_TIMEOUT_S = 5  # fail fast when the Hub is unreachable
+
+# architecture name in config.json -> the class that loads it; filled by `PretrainedMixin.__init_subclass__`.
+SAVED_CLASSES: dict[str, type] = {}
 
 
 class CheckpointError(ValueError):
@@ -35,7 +40,8 @@ class CheckpointError(ValueError):
 def resolve_file(model_id: str | Path, filename: str, *, revision: str | None = None,
                  cache_dir: str | Path | None = None, force_download: bool = False,
                  token: str | bool | None = None, local_files_only: bool = False) -> str:
-    """Path of `filename` inside a local folder, or in the cache after fetching it from a Hub repo."""
+    """Path of `filename` (may name a sub-folder) inside a local folder, or in the cache after
+    fetching it from a Hub repo."""
     model_id = str(model_id)
     if os.path.isdir(model_id):
         path = os.path.join(model_id, filename)
@@ -44,7 +50,8 @@ def resolve_file(model_id: str | Path, filename: str, *, revision: str | None = 
         return path
     try:
         return hf_hub_download(repo_id=model_id, filename=filename, revision=revision, cache_dir=cache_dir,
-                               force_download=force_download, token=token, local_files_only=local_files_only)
+                               force_download=force_download, token=token, local_files_only=local_files_only,
+                               etag_timeout=HUB_ETAG_TIMEOUT_S)
     except HFValidationError as e:
         raise CheckpointError(f"{model_id!r} is neither a local folder nor a valid Hub repository id "
                               f"('owner/name')") from e
@@ -62,47 +69,73 @@ def resolve_file(model_id: str | Path, filename: str, *, revision: str | None = 
         raise CheckpointError(f"cannot fetch {filename} of {model_id!r}: {e}") from e
 
 
-def read_checkpoint_config(model_id: str | Path, **hub_kwargs: Any) -> tuple[str, PixelCNNConfig]:
-    """(architecture, config) stored in a checkpoint's config.json."""
-    path = resolve_file(model_id, CONFIG_NAME, **hub_kwargs)
+HubKwargs = dict[str, Any]
+
+
+def _in(subfolder: str, name: str) -> str:
+    return f"{subfolder}/{name}" if subfolder else name
+
+
+def read_checkpoint_json(model_id: str | Path, subfolder: str = "", **hub_kwargs: Any) -> dict[str, Any]:
+    """The config.json of a checkpoint (or of one part of a composite), checked to name a known class."""
+    where = f"{model_id}" + (f" ({subfolder})" if subfolder else "")
+    path = resolve_file(model_id, _in(subfolder, CONFIG_NAME), **hub_kwargs)
     try:
         data = json.loads(Path(path).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{CONFIG_NAME} of {model_id!r} is not valid JSON: {e}") from e
-    if not isinstance(data, dict) or data.get("architecture") not in ARCHITECTURES:
+        raise CheckpointError(f"{CONFIG_NAME} of {where!r} is not valid JSON: {e}") from e
+    if not isinstance(data, dict) or data.get("architecture") not in SAVED_CLASSES:
         found = data.get("architecture") if isinstance(data, dict) else None
-        raise CheckpointError(f"{model_id!r} is not a PixelCNN checkpoint: {CONFIG_NAME} names architecture "
-                              f"{found!r}, expected one of {sorted(ARCHITECTURES)}")
-    try:
-        return data["architecture"], PixelCNNConfig.from_dict(data)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{CONFIG_NAME} of {model_id!r} does not describe a valid model: {e}") from e
+        raise CheckpointError(f"{where!r} is not a PixelCNN checkpoint: {CONFIG_NAME} names architecture "
+                              f"{found!r}, expected one of {sorted(SAVED_CLASSES)}")
+    return data
+
+
+def read_checkpoint_config(model_id: str | Path, subfolder: str = "", **hub_kwargs: Any) -> tuple[str, Any]:
+    """(architecture, config object) stored in a checkpoint's config.json."""
+    data = read_checkpoint_json(model_id, subfolder, **hub_kwargs)
+    cls = SAVED_CLASSES[data["architecture"]]
+    return data["architecture"], cls.config_from_json(data, model_id)
 
 
 class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixelcnn", "image-generation"]):
-    """`save_pretrained` / `from_pretrained` / `push_to_hub` for the PixelCNN models.
+    """`save_pretrained` / `from_pretrained` / `push_to_hub` for one model with one config object.
 
-    Subclasses set `architecture` and take one `config: PixelCNNConfig` argument.
+    Subclasses set `architecture` (the name in config.json) and `config_class` (with `to_dict` and
+    `from_dict`), and take that config as their only constructor argument.
     """
 
-    architecture: str = ""
-    config: PixelCNNConfig
+    architecture: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+    config: Any
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.architecture:
-            ARCHITECTURES[cls.architecture] = cls
+            SAVED_CLASSES[cls.architecture] = cls
+
+    # ------------------------------------------------------------------ saving
+    def config_json(self) -> dict[str, Any]:
+        return {**self.config.to_dict(), "architecture": self.architecture}
 
     def _save_pretrained(self, save_directory: Path) -> None:
         safetensors.torch.save_model(self, str(save_directory / WEIGHTS_NAME))
-        config = {"architecture": self.architecture, **self.config.to_dict()}
-        (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(self.config_json(), indent=2, sort_keys=True)
+        (save_directory / CONFIG_NAME).write_text(text + "\n")
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def config_from_json(cls, data: dict[str, Any], model_id: Any) -> Any:
+        try:
+            return cls.config_class.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{CONFIG_NAME} of {model_id!r} does not describe a valid model: {e}") from e
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
                         token: str | bool | None = None, cache_dir: str | Path | None = None,
                         local_files_only: bool = False, revision: str | None = None,
-                        map_location: str = "cpu", **model_kwargs: Any):
+                        map_location: str = "cpu", subfolder: str = "", **unused: Any):
         """Load a model saved with `save_pretrained`, from a local folder or a Hub repository id.
 
         Raises `CheckpointError` with the reason when it cannot: missing files, no network and no
@@ -110,21 +143,21 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
         """
         hub_kwargs = dict(force_download=force_download, token=token, cache_dir=cache_dir,
                           local_files_only=local_files_only, revision=revision)
-        architecture, _ = read_checkpoint_config(pretrained_model_name_or_path, **hub_kwargs)
-        if architecture != cls.architecture:
-            raise CheckpointError(f"{pretrained_model_name_or_path!r} holds a {architecture!r} model, not "
-                                  f"{cls.architecture!r}: load it with {ARCHITECTURES[architecture].__name__} "
-                                  f"or pixelcnn.from_pretrained")
-        return super().from_pretrained(pretrained_model_name_or_path, map_location=map_location,
-                                       **hub_kwargs, **model_kwargs)
+        data = read_checkpoint_json(pretrained_model_name_or_path, subfolder, **hub_kwargs)
+        saved = SAVED_CLASSES[data["architecture"]]
+        if not issubclass(saved, cls):
+            raise CheckpointError(f"{pretrained_model_name_or_path!r} holds a {data['architecture']!r} model, not "
+                                  f"{cls.architecture or cls.__name__!r}: load it with {saved.__name__} or "
+                                  f"pixelcnn.from_pretrained")
+        model = saved.load_parts(pretrained_model_name_or_path, subfolder, data, hub_kwargs, map_location)
+        return model.to(map_location).eval()
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
-                         force_download: bool, local_files_only: bool, token: str | bool | None,
-                         map_location: str = "cpu", **model_kwargs: Any):
-        weights = resolve_file(model_id, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
-                               force_download=force_download, token=token, local_files_only=local_files_only)
-        model = cls(**model_kwargs)
+    def load_parts(cls, model_id: Any, subfolder: str, data: dict[str, Any], hub_kwargs: HubKwargs,
+                   map_location: str):
+        """Build the model from its config.json and load its weights strictly."""
+        model = cls(cls.config_from_json(data, model_id))
+        weights = resolve_file(model_id, _in(subfolder, WEIGHTS_NAME), **hub_kwargs)
         try:
             state = safetensors.torch.load_file(weights, device=str(map_location))
         except Exception as e:  # safetensors raises its own error types for corrupt files
@@ -139,18 +172,55 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
                                                    ("wrong shape", wrong)) if keys)
             raise CheckpointError(f"the weights of {model_id!r} do not fit its config ({detail})")
         model.load_state_dict(state, strict=True)
-        model.to(map_location)
-        return model.eval()
+        return model
 
 
-def read_model_card_bpd(card_path: str | Path) -> float | None:
-    """The test bits/dim that a model card written by `pixelcnn.train` states, or None."""
-    text = Path(card_path).read_text() if Path(card_path).is_file() else ""
-    marker = "| test bits/dim | **"
-    if marker not in text:
+class CompositeMixin(PretrainedMixin):
+    """A model made of parts, each a `PretrainedMixin` model, saved one sub-folder per part.
+
+    config.json names the architecture and the parts; each sub-folder is a complete checkpoint.
+    Subclasses set `parts` (attribute names, also the sub-folder names) and take the parts as
+    keyword arguments of their constructor.
+    """
+
+    parts: ClassVar[tuple[str, ...]] = ()
+
+    def config_json(self) -> dict[str, Any]:
+        return {"architecture": self.architecture, "parts": list(self.parts)}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        for name in self.parts:
+            getattr(self, name).save_pretrained(save_directory / name)
+        text = json.dumps(self.config_json(), indent=2, sort_keys=True)
+        (save_directory / CONFIG_NAME).write_text(text + "\n")
+
+    @classmethod
+    def config_from_json(cls, data: dict[str, Any], model_id: Any) -> Any:
+        if data.get("parts") != list(cls.parts):
+            raise CheckpointError(f"{CONFIG_NAME} of {model_id!r} lists parts {data.get('parts')!r}, "
+                                  f"expected {list(cls.parts)}")
+        return data
+
+    @classmethod
+    def load_parts(cls, model_id: Any, subfolder: str, data: dict[str, Any], hub_kwargs: HubKwargs,
+                   map_location: str):
+        cls.config_from_json(data, model_id)
+        parts = {}
+        for name in cls.parts:
+            part = read_checkpoint_json(model_id, _in(subfolder, name), **hub_kwargs)
+            parts[name] = SAVED_CLASSES[part["architecture"]].load_parts(
+                model_id, _in(subfolder, name), part, hub_kwargs, map_location)
+        return cls(**parts)
+
+
+def read_metrics(folder: str | Path) -> dict[str, Any] | None:
+    """The measured figures saved beside a model (`metrics.json`), or None."""
+    path = Path(folder) / METRICS_NAME
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    start = text.index(marker) + len(marker)
-    return float(text[start:text.index("**", start)])
+    return data if isinstance(data, dict) else None
 
 
 @dataclass
@@ -160,12 +230,19 @@ class LocalModel:
     name: str
     path: Path
     architecture: str
-    config: PixelCNNConfig
-    test_bpd: float | None
+    config: Any
+    metrics: dict[str, Any] | None
+
+    @property
+    def test_bpd(self) -> float | None:
+        value = (self.metrics or {}).get("test_bpd")
+        return float(value) if isinstance(value, (int, float)) else None
 
     def describe(self) -> str:
         cfg = self.config
         bpd = f"{self.test_bpd:.3f} bits/dim" if self.test_bpd is not None else "bits/dim not measured"
+        if not hasattr(cfg, "height"):
+            return f"{self.name} ({self.architecture}, {bpd})"
         return f"{self.name} ({cfg.height}x{cfg.width}x{cfg.image_channels}, {cfg.n_layers} layers, {bpd})"
 
 
@@ -173,17 +250,15 @@ def local_models(folder: str | Path) -> list[LocalModel]:
     """Every checkpoint in the sub-folders of `folder` (e.g. the shipped `weights/`), sorted by name."""
     found = []
     for sub in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
-        if (sub / CONFIG_NAME).is_file() and (sub / WEIGHTS_NAME).is_file():
+        if (sub / CONFIG_NAME).is_file():
             try:
                 architecture, config = read_checkpoint_config(sub)
             except CheckpointError:
                 continue
-            found.append(LocalModel(sub.name, sub, architecture, config, read_model_card_bpd(sub / "README.md")))
+            found.append(LocalModel(sub.name, sub, architecture, config, read_metrics(sub)))
     return found
 
 
 def from_pretrained(model_id_or_path: str | Path, **kwargs: Any):
-    """Load any PixelCNN checkpoint (local folder or Hub repo id), building the class it was saved from."""
-    hub_keys = ("force_download", "token", "cache_dir", "local_files_only", "revision")
-    architecture, _ = read_checkpoint_config(model_id_or_path, **{k: kwargs[k] for k in hub_keys if k in kwargs})
-    return ARCHITECTURES[architecture].from_pretrained(model_id_or_path, **kwargs)
+    """Load any saved model or composite (local folder or Hub repo id), building the class it was saved from."""
+    return PretrainedMixin.from_pretrained(model_id_or_path, **kwargs)

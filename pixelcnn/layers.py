@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def raster_order(channels: int, height: int, width: int) -> Tensor:
+    """Generation index of every sub-pixel, laid out like an image: (C, H, W) long, (i * W + j) * C + c."""
+    return torch.arange(channels * height * width).view(height, width, channels).permute(2, 0, 1)
+
+
 def channel_groups(n_channels: int, n_groups: int) -> Tensor:
     """Colour group of each of `n_channels` channels split into `n_groups` contiguous blocks: (n_channels,)."""
     return torch.arange(n_channels) * n_groups // n_channels
@@ -61,11 +66,11 @@ class ColourMaskedConv1x1(nn.Conv2d):
 
 
 class ConditionBias(nn.Module):
-    """V h of the paper: a learned bias of `out_channels` from the conditioning input.
+    """V h of the paper: a learned bias of `out_channels` from the condition.
 
-    `h` is a vector (B, F) for class / vector conditioning, giving a (B, out, 1, 1) bias that is
-    the same at every location (eq. 4), or a map (B, S, H, W) for spatial conditioning, giving a
-    location-dependent (B, out, H, W) bias through a 1x1 convolution (eq. 5).
+    It reads h (B, F) for class / vector conditioning, giving a (B, out, 1, 1) bias that is the
+    same at every location (eq. 4), or the map s = m(h) (B, S, H, W) for spatial conditioning,
+    giving a location-dependent (B, out, H, W) bias through a 1x1 convolution (eq. 5).
     """
 
     def __init__(self, cond_features: int, out_channels: int, spatial: bool) -> None:
@@ -76,10 +81,10 @@ class ConditionBias(nn.Module):
         else:
             self.proj = nn.Linear(cond_features, out_channels, bias=False)
 
-    def forward(self, h: Tensor) -> Tensor:
+    def forward(self, cond_input: Tensor) -> Tensor:
         if self.spatial:
-            return self.proj(h)
-        return self.proj(h)[:, :, None, None]
+            return self.proj(cond_input)
+        return self.proj(cond_input)[:, :, None, None]
 
 
 class GatedLayer(nn.Module):
@@ -92,8 +97,9 @@ class GatedLayer(nn.Module):
     ("vertical_to_horizontal"); nothing flows back. The horizontal stack ends in a 1x1 convolution and,
     after the first layer, a residual connection.
 
-    forward: v (B, in, H, W), h (B, in, H, W), optional condition biases (vertical, horizontal), each
-    (B, 2p, 1, 1) or (B, 2p, H, W) -> v (B, p, H, W) (None for the last layer), h (B, p, H, W).
+    forward: vertical (B, in, H, W), horizontal (B, in, H, W), optional condition biases (vertical,
+    horizontal), each (B, 2p, 1, 1) or (B, 2p, H, W) -> vertical (B, p, H, W) (None for the last
+    layer), horizontal (B, p, H, W).
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int, image_channels: int,
@@ -121,18 +127,19 @@ class GatedLayer(nn.Module):
                               if cond_features and vertical_output else None)
         self.cond_horizontal = ConditionBias(cond_features, 2 * p, spatial) if cond_features else None
 
-    def condition_biases(self, h: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-        """Per-layer biases from the encoded condition: (vertical, horizontal), or (None, None)."""
-        if h is None or self.cond_horizontal is None:
+    def condition_biases(self, cond_input: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        """Per-layer biases from what the condition feeds the layers: (vertical, horizontal), or (None, None)."""
+        if cond_input is None or self.cond_horizontal is None:
             return None, None
-        return (self.cond_vertical(h) if self.cond_vertical is not None else None), self.cond_horizontal(h)
+        vertical = self.cond_vertical(cond_input) if self.cond_vertical is not None else None
+        return vertical, self.cond_horizontal(cond_input)
 
-    def forward(self, v: Tensor, h: Tensor, biases: tuple[Tensor | None, Tensor | None] = (None, None)
-                ) -> tuple[Tensor, Tensor]:
+    def forward(self, vertical: Tensor, horizontal: Tensor,
+                biases: tuple[Tensor | None, Tensor | None] = (None, None)) -> tuple[Tensor, Tensor]:
         bias_v, bias_h = biases
         s = self.pad
-        v_pre = self.vertical(F.pad(v, (s, s, s, 0)))  # (B, 2p, H, W), row i sees rows <= i
-        h_pre = F.conv2d(F.pad(h, (s, 0, 0, 0)), self.horizontal.weight * self.horizontal_mask,
+        v_pre = self.vertical(F.pad(vertical, (s, s, s, 0)))  # (B, 2p, H, W), row i sees rows <= i
+        h_pre = F.conv2d(F.pad(horizontal, (s, 0, 0, 0)), self.horizontal.weight * self.horizontal_mask,
                          self.horizontal.bias)
         h_pre = h_pre + self.vertical_to_horizontal(shift_down(v_pre))
         if bias_h is not None:
@@ -142,7 +149,7 @@ class GatedLayer(nn.Module):
             v_out = gate(v_pre + bias_v if bias_v is not None else v_pre)
         h_out = self.horizontal_out(gate(h_pre))
         if self.residual:
-            h_out = h_out + h
+            h_out = h_out + horizontal
         return v_out, h_out
 
     # ----------------------------------------------------------------------------------------
@@ -235,8 +242,8 @@ class OutputHead(nn.Module):
         self.hidden = ColourMaskedConv1x1(hidden_channels, head_channels, image_channels)
         self.logits = ColourMaskedConv1x1(head_channels, image_channels * levels, image_channels)
 
-    def forward(self, h: Tensor) -> Tensor:
-        out = self.logits(F.relu(self.hidden(F.relu(h))))  # (B, C * levels, H, W)
+    def forward(self, horizontal: Tensor) -> Tensor:
+        out = self.logits(F.relu(self.hidden(F.relu(horizontal))))  # (B, C * levels, H, W)
         b, _, height, width = out.shape
         return out.view(b, self.image_channels, self.levels, height, width).transpose(1, 2)
 
@@ -252,7 +259,7 @@ class OutputHead(nn.Module):
         return [(w1, b1, w2[:, c * n:(c + 1) * n].contiguous(), b2[c * n:(c + 1) * n])
                 for c in range(self.image_channels)]
 
-    def pixel(self, h: Tensor, flat: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+    def pixel(self, horizontal: Tensor, flat: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
         """The head at one pixel for one channel: (B, p) -> logits (B, levels)."""
         w1, b1, w2, b2 = flat
-        return torch.addmm(b2, F.relu(torch.addmm(b1, F.relu(h), w1)), w2)
+        return torch.addmm(b2, F.relu(torch.addmm(b1, F.relu(horizontal), w1)), w2)

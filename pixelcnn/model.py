@@ -6,27 +6,56 @@ logits at sub-pixel (i, j, c) depend only on the sub-pixels before it in raster 
 """
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .conditioning import ConditionEncoder
+from .conditioning import build_condition
 from .config import PixelCNNConfig
 from .hub import PretrainedMixin
 from .layers import ColourMaskedConv1x1, ConditionBias, GatedLayer, MaskedConv2d, OutputHead
 
+# config.architecture -> model class; filled as the classes are defined, read by `build_model`,
+# config validation and `pixelcnn.from_pretrained`.
+ARCHITECTURES: dict[str, type["_PixelCNNBase"]] = {}
+
+
+def build_model(config: PixelCNNConfig) -> "_PixelCNNBase":
+    """The model that `config.architecture` names, with freshly initialised weights."""
+    return ARCHITECTURES[config.architecture](config)
+
 
 class _PixelCNNBase(nn.Module, PretrainedMixin):
-    """What both models share: input checks, conditioning, likelihoods and Hub I/O."""
+    """What both models share: input checks, conditioning, likelihoods, the loss and Hub I/O.
+
+    Building a class directly sets the config's architecture to that class's.
+    """
+
+    config_class = PixelCNNConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.architecture:
+            ARCHITECTURES[cls.architecture] = cls
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__()
         if not isinstance(config, PixelCNNConfig):
             raise TypeError(f"expected a PixelCNNConfig, got {type(config).__name__}")
-        config.validate()
+        if config.architecture != self.architecture:
+            config = config.replace(architecture=self.architecture)
         self.config = config
-        self.condition = ConditionEncoder(config)
+        self.condition = build_condition(config)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     # ------------------------------------------------------------------ inputs
     def check_images(self, x: Tensor) -> None:
@@ -44,18 +73,24 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
 
     def scale(self, x: Tensor) -> Tensor:
         """Integer images -> floats in [-1, 1], the network's input (B, C, H, W)."""
-        dtype = next(self.parameters()).dtype
-        return x.to(dtype) * (2.0 / (self.config.levels - 1)) - 1.0
+        return x.to(self.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
 
-    def encode_condition(self, cond: Tensor | None, batch_size: int) -> Tensor | None:
-        """Validated h for the layers: (B, F), (B, S, H, W) for spatial, or None."""
-        p = next(self.parameters())
-        return self.condition(cond, batch_size, p.device, p.dtype)
+    def encode_condition(self, cond: Any, batch_size: int) -> Tensor | None:
+        """A raw condition (class ids, vectors) or h -> validated h (B, F) on the model, or None.
+
+        Pass the result anywhere a condition goes: it gives the same logits and samples as `cond`.
+        """
+        return self.condition.encode(cond, batch_size, device=self.device, dtype=self.dtype)
+
+    def condition_input(self, cond: Any, batch_size: int) -> Tensor | None:
+        """What every layer's V reads: h (B, F), the map m(h) (B, S, H, W) for spatial, or None."""
+        return self.condition.layer_input(self.encode_condition(cond, batch_size))
 
     # ------------------------------------------------------------------ the network
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, cond: Any = None) -> Tensor:
         """Integer images (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W).
 
+        cond: a raw condition or its encoded h (see `pixelcnn.conditioning`).
         Each model also has `forward_scaled(x_scaled, cond)`, the same on float images already
         scaled to [-1, 1]; it is differentiable in its input, which `pixelcnn.receptive_field`
         uses to find the pixels that each output can see.
@@ -64,17 +99,22 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         return self.forward_scaled(self.scale(x), cond)
 
     # ------------------------------------------------------------------ likelihoods
-    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def loss(self, x: Tensor, cond: Any = None) -> Tensor:
+        """The training objective: mean negative log-likelihood in bits/dim over the batch, a scalar."""
+        logits = self(x, cond)
+        return F.cross_entropy(logits.float(), x.long()) / math.log(2)
+
+    def log_prob(self, x: Tensor, cond: Any = None) -> Tensor:
         """log p(x | cond) in nats, one value per image: (B,)."""
         logits = self(x, cond)
         return -F.cross_entropy(logits, x.long(), reduction="none").flatten(1).sum(1)
 
-    def bits_per_subpixel(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def bits_per_subpixel(self, x: Tensor, cond: Any = None) -> Tensor:
         """-log2 p(x_k | x_<k, cond) of every sub-pixel: (B, C, H, W). Where the model is surprised."""
         logits = self(x, cond)
         return F.cross_entropy(logits, x.long(), reduction="none") / math.log(2)
 
-    def bits_per_dim(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def bits_per_dim(self, x: Tensor, cond: Any = None) -> Tensor:
         """-log2 p(x | cond) / (C * H * W), one value per image: (B,). Take `.mean()` for a batch."""
         return -self.log_prob(x, cond) / (self.config.num_subpixels * math.log(2))
 
@@ -96,23 +136,23 @@ class GatedPixelCNN(_PixelCNNBase):
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
         c, p = config.image_channels, config.hidden_channels
-        cond_features, spatial = config.cond_features, config.conditioning == "spatial"
+        cond_features, spatial = self.condition.layer_features(config), self.condition.spatial
         self.layers = nn.ModuleList(
             GatedLayer(c if i == 0 else p, p, config.first_kernel_size if i == 0 else config.kernel_size, c,
                        "A" if i == 0 else "B", cond_features, spatial, vertical_output=i < config.n_layers - 1)
             for i in range(config.n_layers))
         self.head = OutputHead(p, config.head_channels, c, config.levels)
 
-    def condition_biases(self, h: Tensor | None) -> list[tuple[Tensor | None, Tensor | None]]:
-        """Per layer (vertical, horizontal) condition biases, each (B, 2p, 1, 1) or (B, 2p, H, W)."""
-        return [layer.condition_biases(h) for layer in self.layers]
+    def condition_biases(self, cond_input: Tensor | None) -> list[tuple[Tensor | None, Tensor | None]]:
+        """`condition_input` -> per layer (vertical, horizontal) biases, each (B, 2p, 1, 1) or (B, 2p, H, W)."""
+        return [layer.condition_biases(cond_input) for layer in self.layers]
 
-    def forward_scaled(self, x_scaled: Tensor, cond: Tensor | None = None) -> Tensor:
-        biases = self.condition_biases(self.encode_condition(cond, x_scaled.shape[0]))
-        v = h = x_scaled
+    def forward_scaled(self, x_scaled: Tensor, cond: Any = None) -> Tensor:
+        biases = self.condition_biases(self.condition_input(cond, x_scaled.shape[0]))
+        vertical = horizontal = x_scaled
         for layer, bias in zip(self.layers, biases):
-            v, h = layer(v, h, bias)
-        return self.head(h)
+            vertical, horizontal = layer(vertical, horizontal, bias)
+        return self.head(horizontal)
 
 
 class _MaskedResidualBlock(nn.Module):
@@ -125,10 +165,10 @@ class _MaskedResidualBlock(nn.Module):
         self.out = ColourMaskedConv1x1(channels, channels, image_channels)
         self.cond = ConditionBias(cond_features, channels, spatial) if cond_features else None
 
-    def forward(self, x: Tensor, h: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, cond_input: Tensor | None) -> Tensor:
         t = self.conv(F.relu(x))
-        if self.cond is not None and h is not None:
-            t = t + self.cond(h)
+        if self.cond is not None and cond_input is not None:
+            t = t + self.cond(cond_input)
         return x + self.out(F.relu(t))
 
 
@@ -145,18 +185,18 @@ class PixelCNN(_PixelCNNBase):
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
         c, p = config.image_channels, config.hidden_channels
-        cond_features, spatial = config.cond_features, config.conditioning == "spatial"
+        cond_features, spatial = self.condition.layer_features(config), self.condition.spatial
         self.input_conv = MaskedConv2d(c, p, config.first_kernel_size, c, "A")
         self.input_cond = ConditionBias(cond_features, p, spatial) if cond_features else None
         self.blocks = nn.ModuleList(_MaskedResidualBlock(p, config.kernel_size, c, cond_features, spatial)
                                     for _ in range(config.n_layers - 1))
         self.head = OutputHead(p, config.head_channels, c, config.levels)
 
-    def forward_scaled(self, x_scaled: Tensor, cond: Tensor | None = None) -> Tensor:
-        h = self.encode_condition(cond, x_scaled.shape[0])
+    def forward_scaled(self, x_scaled: Tensor, cond: Any = None) -> Tensor:
+        cond_input = self.condition_input(cond, x_scaled.shape[0])
         x = self.input_conv(x_scaled)
         if self.input_cond is not None:
-            x = x + self.input_cond(h)
+            x = x + self.input_cond(cond_input)
         for block in self.blocks:
-            x = block(x, h)
+            x = block(x, cond_input)
         return self.head(x)

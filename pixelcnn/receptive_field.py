@@ -13,17 +13,11 @@ import torch
 from torch import Tensor
 
 from .config import PixelCNNConfig
-from .model import GatedPixelCNN, PixelCNN
+from .layers import raster_order
+from .model import ARCHITECTURES, GatedPixelCNN, PixelCNN, build_model
 
-ARCHITECTURE_CLASSES = {"gated": GatedPixelCNN, "original": PixelCNN}
-
-
-def raster_order(channels: int, height: int, width: int) -> Tensor:
-    """Generation index of every sub-pixel, laid out like an image: (C, H, W) long."""
-    i = torch.arange(height)[None, :, None]
-    j = torch.arange(width)[None, None, :]
-    c = torch.arange(channels)[:, None, None]
-    return (i * width + j) * channels + c
+__all__ = ["random_model", "perturbation_influence", "gradient_field", "dependency_map", "blind_spot",
+           "field_by_depth", "raster_order"]
 
 
 def random_model(architecture: str, config: PixelCNNConfig, seed: int = 0, std: float = 0.3,
@@ -33,10 +27,10 @@ def random_model(architecture: str, config: PixelCNNConfig, seed: int = 0, std: 
     Every parameter is random (none left at zero), so no connection hides behind a zero weight.
     float64 makes a true zero influence exactly zero, far below any real influence.
     """
-    if architecture not in ARCHITECTURE_CLASSES:
-        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURE_CLASSES)}, got {architecture!r}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}")
     torch.manual_seed(seed)
-    model = ARCHITECTURE_CLASSES[architecture](config).to(dtype)
+    model = build_model(config.replace(architecture=architecture)).to(dtype)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
@@ -55,8 +49,8 @@ def perturbation_influence(model: GatedPixelCNN | PixelCNN, x: Tensor, cond: Ten
     """
     cfg = model.config
     model.check_images(x)
-    c, h, w = cfg.image_channels, cfg.height, cfg.width
-    order = raster_order(c, h, w).flatten()
+    c, height, width = cfg.image_channels, cfg.height, cfg.width
+    order = raster_order(c, height, width).flatten()
     position = torch.empty_like(order)
     position[order] = torch.arange(order.numel())  # raster index -> flat (c, i, j) index
     gen = torch.Generator().manual_seed(seed)
@@ -64,15 +58,16 @@ def perturbation_influence(model: GatedPixelCNN | PixelCNN, x: Tensor, cond: Ten
     # a new value for every sub-pixel, guaranteed different from the old one
     shift = torch.randint(1, cfg.levels, (order.numel(),), generator=gen)
     device = x.device
-    base_logits = model(x, cond)[0]
-    out = torch.empty(order.numel(), c, h, w, dtype=base_logits.dtype)
+    h = model.encode_condition(cond, 1)  # encoded once, (1, F) or None
+    base_logits = model(x, h)[0]
+    out = torch.empty(order.numel(), c, height, width, dtype=base_logits.dtype)
     for start in range(0, order.numel(), chunk_size):
         ks = torch.arange(start, min(start + chunk_size, order.numel()))
         batch = base_flat.repeat(len(ks), 1)
         flat_pos = position[ks]
         batch[torch.arange(len(ks)), flat_pos] = (base_flat[flat_pos] + shift[ks]) % cfg.levels
-        batch_cond = None if cond is None else cond.expand(len(ks), *cond.shape[1:])
-        logits = model(batch.view(len(ks), c, h, w).to(device), batch_cond)
+        batch_h = None if h is None else h.expand(len(ks), -1)
+        logits = model(batch.view(len(ks), c, height, width).to(device), batch_h)
         out[ks] = (logits - base_logits).abs().amax(dim=1).cpu()
     return out
 
@@ -89,13 +84,13 @@ def gradient_field(model: GatedPixelCNN | PixelCNN, target: tuple[int, int, int]
     row, col, channel = target
     if not (0 <= row < cfg.height and 0 <= col < cfg.width and 0 <= channel < cfg.image_channels):
         raise ValueError(f"target {target} lies outside the {cfg.height}x{cfg.width}x{cfg.image_channels} image")
-    param = next(model.parameters())
     gen = torch.Generator().manual_seed(seed)
     x = (torch.rand(probes, cfg.image_channels, cfg.height, cfg.width, generator=gen) * 2 - 1)
-    x = x.to(param.device, param.dtype).requires_grad_(True)
-    weights = torch.randn(probes, cfg.levels, generator=gen).to(param.device, param.dtype)
-    batch_cond = None if cond is None else cond.expand(probes, *cond.shape[1:])
-    logits = model.forward_scaled(x, batch_cond)[:, :, channel, row, col]  # (probes, levels)
+    x = x.to(model.device, model.dtype).requires_grad_(True)
+    weights = torch.randn(probes, cfg.levels, generator=gen).to(model.device, model.dtype)
+    h = model.encode_condition(cond, 1)
+    batch_h = None if h is None else h.expand(probes, -1)
+    logits = model.forward_scaled(x, batch_h)[:, :, channel, row, col]  # (probes, levels)
     (grad,) = torch.autograd.grad((logits * weights).sum(), x)
     return grad.abs().sum(0).detach()
 
@@ -129,6 +124,6 @@ def field_by_depth(architecture: str, config: PixelCNNConfig, target: tuple[int,
     """
     fields = []
     for depth in range(1, config.n_layers + 1):
-        shallow = PixelCNNConfig.from_dict({**config.to_dict(), "n_layers": depth})
+        shallow = config.replace(n_layers=depth)
         fields.append(dependency_map(random_model(architecture, shallow, seed), target))
     return fields

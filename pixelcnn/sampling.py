@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .layers import raster_order
 from .model import GatedPixelCNN, PixelCNN
 
 METHODS = ("cached", "naive")
@@ -80,13 +81,13 @@ def given_top_rows(images: Tensor, rows: int) -> Tensor:
 class NaiveEngine:
     """Logits of one sub-pixel from a full forward pass over the current images."""
 
-    def __init__(self, model: GatedPixelCNN | PixelCNN, images: Tensor, cond: Tensor | None, start: int) -> None:
-        self.model, self.images, self.cond = model, images, cond
+    def __init__(self, model: GatedPixelCNN | PixelCNN, images: Tensor, h: Tensor | None, start: int) -> None:
+        self.model, self.images, self.h = model, images, h
 
     @torch.no_grad()
     def logits(self, i: int, j: int, c: int) -> Tensor:
         """(n, levels) for sub-pixel (i, j, c)."""
-        return self.model(self.images, self.cond)[:, :, c, i, j]
+        return self.model(self.images, self.h)[:, :, c, i, j]
 
     def commit(self, i: int, j: int, c: int, values: Tensor) -> None:
         self.images[:, c, i, j] = values
@@ -102,29 +103,27 @@ class CachedEngine:
     Layer 0's input is the scaled image, written into both on every commit.
     """
 
-    def __init__(self, model: GatedPixelCNN, images: Tensor, cond: Tensor | None, start: int) -> None:
+    def __init__(self, model: GatedPixelCNN, images: Tensor, h: Tensor | None, start: int) -> None:
         cfg = model.config
         self.model, self.images = model, images
         n, height, width = images.shape[0], cfg.height, cfg.width
-        param = next(model.parameters())
+        device, dtype = model.device, model.dtype
         # integer level -> the network's input value, as `model.scale` computes it
-        self.level_values = model.scale(torch.arange(cfg.levels, device=param.device))
+        self.level_values = model.scale(torch.arange(cfg.levels, device=device))
         with torch.no_grad():
-            self.biases = model.condition_biases(model.encode_condition(cond, n))
+            self.biases = model.condition_biases(model.condition.layer_input(h))
             self.pads = [layer.pad for layer in model.layers]
             self.vertical = []
             self.horizontal = []
             for layer, s in zip(model.layers, self.pads):
                 ch = layer.vertical.in_channels
-                self.vertical.append(torch.zeros(n, ch, s + height, width + 2 * s, dtype=param.dtype,
-                                                 device=param.device))
-                self.horizontal.append(torch.zeros(height, n, s + width, ch, dtype=param.dtype,
-                                                   device=param.device))
+                self.vertical.append(torch.zeros(n, ch, s + height, width + 2 * s, dtype=dtype, device=device))
+                self.horizontal.append(torch.zeros(height, n, s + width, ch, dtype=dtype, device=device))
             self.layers = list(model.layers)
             self.flat = [layer.flat_horizontal_weights() for layer in model.layers]
             self.flat_head = model.head.flat_weights()
             self.links_zero = [layer.vertical_to_horizontal(
-                torch.zeros(n, 2 * cfg.hidden_channels, 1, width, dtype=param.dtype, device=param.device))
+                torch.zeros(n, 2 * cfg.hidden_channels, 1, width, dtype=dtype, device=device))
                 for layer in model.layers]
             if start > 0:  # a given prefix: its activations come from one full pass
                 self._prefill(model.scale(images))
@@ -136,13 +135,13 @@ class CachedEngine:
         Entries at or after it see unknown values, but every one of them is rewritten (by the row and
         pixel steps below) before anything reads it.
         """
-        v = h = x_scaled
+        vertical = horizontal = x_scaled
         width = x_scaled.shape[-1]
         for layer, bias, s, vbuf, hbuf in zip(self.model.layers, self.biases, self.pads, self.vertical,
                                               self.horizontal):
-            vbuf[:, :, s:, s:s + width] = v
-            hbuf[:, :, s:, :] = h.permute(2, 0, 3, 1)
-            v, h = layer(v, h, bias)
+            vbuf[:, :, s:, s:s + width] = vertical
+            hbuf[:, :, s:, :] = horizontal.permute(2, 0, 3, 1)
+            vertical, horizontal = layer(vertical, horizontal, bias)
 
     def _start_row(self, i: int) -> None:
         """Run the vertical stack at row i - 1 and prepare the horizontal biases of row i."""
@@ -182,12 +181,12 @@ class CachedEngine:
         """(n, levels) for sub-pixel (i, j, c): the horizontal stack and the head at pixel (i, j)."""
         if self.row != i:
             self._start_row(i)
-        h = None
+        out = None
         for layer, flat, windows, biases, targets in zip(self.layers, self.flat, self.windows, self.row_bias,
                                                          self.targets):
-            # a residual layer's input at this pixel is the previous layer's output, h
-            h = layer.horizontal_pixel(windows[j], biases[j], h, flat, None if targets is None else targets[j])
-        return self.model.head.pixel(h, self.flat_head[c])
+            # a residual layer's input at this pixel is the previous layer's output
+            out = layer.horizontal_pixel(windows[j], biases[j], out, flat, None if targets is None else targets[j])
+        return self.model.head.pixel(out, self.flat_head[c])
 
     @torch.no_grad()
     def commit(self, i: int, j: int, c: int, values: Tensor) -> None:
@@ -199,25 +198,11 @@ class CachedEngine:
 
 
 # ------------------------------------------------------------------------------------- public API
-def _broadcast_condition(model: GatedPixelCNN | PixelCNN, cond, n: int) -> Tensor | None:
-    """Accept one condition for all n images (an int class id, or a (cond_dim,) vector) or one per image."""
-    if cond is None:
-        return None
-    device = next(model.parameters()).device
-    cond = torch.as_tensor(cond, device=device)
-    mode = model.config.conditioning
-    if mode == "class" and cond.dim() == 0:
-        cond = cond.expand(n)
-    elif mode in ("vector", "spatial") and cond.dim() == 1 and cond.shape[0] == model.config.cond_dim:
-        cond = cond.expand(n, -1)
-    return cond
-
-
 def _check_given(model: GatedPixelCNN | PixelCNN, given: Tensor | None, n: int) -> tuple[Tensor, int]:
     """Images to start from (unknowns as 0) and the length of the known raster prefix."""
     cfg = model.config
     shape = (cfg.image_channels, cfg.height, cfg.width)
-    device = next(model.parameters()).device
+    device = model.device
     if given is None:
         return torch.zeros(n, *shape, dtype=torch.long, device=device), 0
     given = torch.as_tensor(given)
@@ -263,15 +248,14 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     if seed is None:
         seed = secrets.randbits(63)
 
-    cond = _broadcast_condition(model, cond, n)
     images, start = _check_given(model, given, n)
-    # validates cond (shape, class range) before any work
-    model.encode_condition(cond, n)
+    # one condition for all, or one per image; raw or already h -> validated h, before any work
+    h = model.encode_condition(model.condition.broadcast(cond, n), n)
     gen = torch.Generator().manual_seed(seed)
     uniform = torch.rand(n, cfg.image_channels, cfg.height, cfg.width, generator=gen, dtype=torch.float64)
-    dtype = next(model.parameters()).dtype
-    uniform = uniform.permute(2, 3, 1, 0).reshape(total, n).to(images.device, dtype)  # raster order
-    order = torch.arange(total).view(cfg.height, cfg.width, cfg.image_channels).permute(2, 0, 1)
+    order = raster_order(cfg.image_channels, cfg.height, cfg.width)
+    # one uniform per sub-pixel, indexed by raster position: (total, n)
+    uniform = uniform.flatten(1)[:, order.flatten().argsort()].t().to(images.device, model.dtype)
 
     busy = 0.0  # generation time, without the time spent suspended at a yield
 
@@ -279,7 +263,7 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
         return SampleProgress(images.clone(), order < done, done, total, busy + time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    engine = (CachedEngine if method == "cached" else NaiveEngine)(model, images, cond, start)
+    engine = (CachedEngine if method == "cached" else NaiveEngine)(model, images, h, start)
     channels, width = cfg.image_channels, cfg.width
     for k in range(start, total):
         pixel, c = divmod(k, channels)
@@ -299,7 +283,8 @@ def sample(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     """Generate n images: integer tensor (n, C, H, W) on the model's device.
 
     cond: class ids (n,) or one int for all; vectors (n, cond_dim) or one (cond_dim,) for all; None
-        for an unconditional model.
+        for an unconditional model. Or h itself (n, F) or (F,): a one-hot mix, an interpolated
+        embedding, an encoder's code (see `pixelcnn.conditioning`).
     seed: makes the result reproducible (None draws a fresh one).
     temperature: divides the logits; 0 takes the most likely value.
     method: "cached" (fast, GatedPixelCNN) or "naive" (a full forward pass per sub-pixel).

@@ -74,6 +74,7 @@ class TrainConfig:
     bf16: bool = True                   # bf16 autocast (CUDA only)
     threads: int = 0                    # torch CPU threads per process (0: leave torch's default)
     resume: bool = False
+    init_from: str | None = None        # start from these weights (a folder or Hub id) with a fresh optimiser and schedule
     progress: bool = True               # tqdm progress bar
 
 
@@ -383,6 +384,10 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
     # ---- model, optimiser, EMA
     torch.manual_seed(cfg.seed)
     model = GatedPixelCNN(model_config).to(device)
+    if cfg.init_from and checkpoint is None:
+        load_initial_weights(model, cfg.init_from)
+        if world.main:
+            print(f"initialised from {cfg.init_from} (fresh optimiser and schedule)", flush=True)
     ema = AveragedModel(model, avg_fn=ema_average(cfg.ema_decay))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, epoch, position, elapsed_before = 0, 0, 0, 0.0
@@ -529,6 +534,18 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
         dist.barrier()
         dist.destroy_process_group()
     return exported
+
+
+def load_initial_weights(model: torch.nn.Module, source: str) -> None:
+    """Copy the weights of a saved model of the same shape into `model` (class names may differ)."""
+    from .hub import from_pretrained
+
+    start = from_pretrained(source)
+    same = dataclasses.replace(start.config, class_names=None) == dataclasses.replace(model.config, class_names=None)
+    if not same:
+        raise TrainingError(f"--init_from {source}: its config differs from this run's model config "
+                            f"({start.config.to_json()})")
+    model.load_state_dict(start.state_dict())
 
 
 def _to_tensors(state: Any) -> Any:

@@ -17,7 +17,7 @@ def lockstep(model, n, cond, seed, temperature=1.0, given=None):
     """Drive both engines over the same sub-pixels; return the largest logit gap and the images."""
     cfg = model.config
     images, start = sampling._check_given(model, given, n)
-    cond = sampling._broadcast_condition(model, cond, n)
+    cond = model.encode_condition(model.condition.broadcast(cond, n), n)
     naive = NaiveEngine(model, images.clone(), cond, start)
     cached = CachedEngine(model, images.clone(), cond, start)
     gen = torch.Generator().manual_seed(seed)
