@@ -1,10 +1,13 @@
 """Gated PixelCNN Explorer: the Gated PixelCNN of van den Oord et al. (2016) in PyTorch."""
 
+from .autoencoder import ConvEncoder, EncoderConfig, PixelCNNAutoEncoder
+from .conditioning import CONDITIONS, Condition
 from .config import PixelCNNConfig
 from .hub import CheckpointError, from_pretrained
-from .model import GatedPixelCNN, PixelCNN
+from .model import ARCHITECTURES, GatedPixelCNN, PixelCNN, build_model
 from .sampling import SampleProgress, given_top_rows, sample, stream
 
-__all__ = ["PixelCNNConfig", "GatedPixelCNN", "PixelCNN", "from_pretrained", "CheckpointError",
-           "sample", "stream", "SampleProgress", "given_top_rows"]
-__version__ = "0.1.0"
+__all__ = ["PixelCNNConfig", "GatedPixelCNN", "PixelCNN", "build_model", "ARCHITECTURES", "from_pretrained",
+           "CheckpointError", "Condition", "CONDITIONS", "sample", "stream", "SampleProgress", "given_top_rows",
+           "ConvEncoder", "EncoderConfig", "PixelCNNAutoEncoder"]
+__version__ = "0.2.0"

@@ -12,8 +12,8 @@ downloaded. Decoded arrays are cached as .npy files (PIXELCNN_CACHE, default ~/.
 written to a temporary name and renamed, so a killed run never leaves half a cache file.
 """
 
+import dataclasses
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from .conditioning import condition_class
 from .config import PixelCNNConfig
+from .images import UploadError, open_image, quantise
 
 # name -> (Hub repository, local folder name, parquet path inside the repo with {split})
 HUB_DATASETS = {
@@ -35,7 +36,7 @@ HUB_DATASETS = {
     "cifar10": ("uoft-cs/cifar10", "cifar10", "plain_text/{split}-00000-of-00001.parquet"),
 }
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+GREY_MODES = {"1", "L", "LA"}
 
 
 class DatasetError(ValueError):
@@ -44,16 +45,41 @@ class DatasetError(ValueError):
 
 @dataclass
 class ImageDataset:
-    """images: (N, C, H, W) uint8; labels: (N,) int64; class_names[k] names label k."""
+    """images: (N, C, H, W) uint8; labels: (N,) int64; class_names[k] names label k;
+    vectors: (N, D) float32 conditions aligned with the images (an embedding per image), or None."""
 
     images: Tensor
     labels: Tensor
     class_names: list[str]
     source: str
     split: str
+    vectors: Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def with_vectors(self, vectors: np.ndarray | Tensor) -> "ImageDataset":
+        """A copy with one condition vector per image: (N, D) floats, aligned with the images."""
+        vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+        if vectors.dim() != 2 or vectors.shape[0] != len(self):
+            raise DatasetError(f"{self.source} ({self.split}) has {len(self)} images but the vectors have shape "
+                               f"{tuple(vectors.shape)}; expected ({len(self)}, D)")
+        if not torch.isfinite(vectors).all():
+            raise DatasetError(f"the vectors for {self.source} ({self.split}) contain NaN or inf")
+        return dataclasses.replace(self, vectors=vectors)
+
+    def subset(self, index: Tensor) -> "ImageDataset":
+        """The images (and labels, vectors) at `index`."""
+        vectors = None if self.vectors is None else self.vectors[index]
+        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index], vectors=vectors)
+
+    def batch(self, index: Tensor, levels: int = 256) -> dict[str, Tensor | None]:
+        """A training batch: {"images": (B, C, H, W) long in [0, levels), "labels": (B,), "vectors": (B, D) or None}.
+
+        A model's condition names the field it reads (`Condition.batch_field`).
+        """
+        return {"images": quantise(self.images[index], levels), "labels": self.labels[index],
+                "vectors": None if self.vectors is None else self.vectors[index]}
 
     @property
     def channels(self) -> int:
@@ -71,32 +97,28 @@ class ImageDataset:
         if self.image_size != (config.height, config.width):
             raise DatasetError(f"{self.source} ({self.split}) has {self.image_size[0]}x{self.image_size[1]} images "
                                f"but the model expects {config.height}x{config.width}")
-        if config.conditioning == "class" and len(self) and int(self.labels.max()) >= config.num_classes:
+        field = condition_class(config.conditioning).batch_field
+        if field == "labels" and len(self) and int(self.labels.max()) >= config.num_classes:
             raise DatasetError(f"{self.source} has labels up to {int(self.labels.max())} but the model has "
                                f"num_classes={config.num_classes}")
+        if field == "vectors" and (self.vectors is None or self.vectors.shape[1] != config.cond_dim):
+            found = "no vectors" if self.vectors is None else f"vectors of {self.vectors.shape[1]}"
+            raise DatasetError(f"{self.source} ({self.split}) has {found} but the model is conditioned on "
+                               f"vectors of cond_dim={config.cond_dim}: pass a vector column or an aligned array")
 
     def quantise(self, levels: int) -> Tensor:
         """Images mapped from 256 to `levels` intensity levels: (N, C, H, W) long."""
-        if levels == 256:
-            return self.images.long()
-        return (self.images.long() * levels) // 256
+        return quantise(self.images, levels)
 
 
 # ------------------------------------------------------------------------------------ decoding
 def decode_image(data: bytes, where: str) -> np.ndarray:
-    """PNG/JPEG/... bytes -> (H, W) or (H, W, 3) uint8, rotated as its EXIF says."""
+    """PNG/JPEG/... bytes -> (H, W) or (H, W, 3) uint8, rotated as its EXIF says, 16-bit grey to 8 bits."""
     try:
-        from PIL import ImageOps
-        with Image.open(io.BytesIO(data)) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        img, _ = open_image(data, max_pixels=None)
+    except UploadError as e:
         raise DatasetError(f"{where} cannot be decoded as an image: {e}") from e
     if img.mode in GREY_MODES:
-        if img.mode.startswith("I") or img.mode == "F":  # 16-bit or float grey: rescale to 8 bits
-            arr = np.asarray(img, dtype=np.float64)
-            top = 65535.0 if arr.max() > 255 else 255.0
-            return np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
         return np.asarray(img.convert("L"), dtype=np.uint8)
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
@@ -130,6 +152,23 @@ def _class_names_from_schema(metadata: dict | None, labels: np.ndarray) -> list[
             pass  # unreadable schema metadata: the classes are numbered below
     count = int(labels.max()) + 1 if labels.size else 0
     return [str(k) for k in range(count)]
+
+
+def read_vector_column(path: str | Path, column: str) -> np.ndarray:
+    """One list-of-floats column of a parquet file -> (N, D) float32."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=[column])
+    except Exception as e:  # a missing column or a damaged file
+        raise DatasetError(f"{path} has no readable column {column!r}: {e}") from e
+    try:
+        vectors = np.asarray(table.column(column).to_pylist(), dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"column {column!r} of {path} is not a list of equal-length float vectors") from e
+    if vectors.ndim != 2:
+        raise DatasetError(f"column {column!r} of {path} is not a list of equal-length float vectors")
+    return vectors
 
 
 def read_parquet(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -229,8 +268,43 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
 
 
 def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | None = None,
-                 cache_dir: str | Path | None = None, use_cache: bool = True) -> ImageDataset:
-    """Load a dataset split as uint8 tensors (see the module docstring for the sources)."""
+                 cache_dir: str | Path | None = None, use_cache: bool = True,
+                 vector_column: str | None = None) -> ImageDataset:
+    """Load a dataset split as uint8 tensors (see the module docstring for the sources).
+
+    vector_column: a parquet column of float vectors (an embedding per image) to condition on,
+        read into `ImageDataset.vectors` and cached like the images.
+    """
+    data, files = _load_images(source, split, data_dir, cache_dir, use_cache)
+    if vector_column is None:
+        return data
+    if not files or any(f.suffix != ".parquet" for f in files):
+        raise DatasetError(f"vector_column={vector_column!r} needs a parquet source, got {source!r}")
+    cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
+    path = cache / f"{_cache_key(source + '|' + vector_column, split, files)}.vectors.npy"
+    vectors = cached_array(path, lambda: np.concatenate([read_vector_column(f, vector_column) for f in files]),
+                           use_cache)
+    return data.with_vectors(vectors)
+
+
+def cached_array(path: Path, compute, use_cache: bool = True) -> np.ndarray:
+    """np.load(path) if a complete cache file is there, else compute() saved atomically (a killed
+    run never leaves half a file)."""
+    if use_cache and path.is_file():
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            pass  # an unreadable cache entry is recomputed below
+    array = compute()
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(path, array)
+    return array
+
+
+def _load_images(source: str, split: str, data_dir: str | Path | None, cache_dir: str | Path | None,
+                 use_cache: bool) -> tuple[ImageDataset, list[Path]]:
+    """The images, labels and class names of a split, and the files they come from."""
     data_dir = data_dir if data_dir is not None else os.environ.get("PIXELCNN_DATA_DIR")
     data_dir = Path(data_dir).expanduser() if data_dir else None
     if source.startswith("folder:"):
@@ -269,7 +343,7 @@ def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | No
         try:
             images, labels = np.load(paths["images"]), np.load(paths["labels"])
             class_names = json.loads(names_path.read_text())
-            return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), class_names, source, split)
+            return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), class_names, source, split), files
         except (OSError, ValueError):
             pass  # an unreadable cache entry is rebuilt below
     images, labels, class_names = reader()
@@ -281,7 +355,7 @@ def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | No
         tmp.write_text(json.dumps(class_names))
         os.replace(tmp, names_path)  # written last: its presence marks a complete entry
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
-                        class_names, source, split)
+                        class_names, source, split), files
 
 
 def _read_many(files: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:

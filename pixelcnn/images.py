@@ -1,5 +1,6 @@
 """Integer image tensors <-> pictures: sample grids, uploads, heat maps and receptive-field maps."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -47,20 +48,19 @@ class UploadError(ValueError):
     """An uploaded file that cannot be turned into an image for the model, with the reason."""
 
 
-def load_upload(path: str | Path, config: PixelCNNConfig) -> tuple[Tensor, list[str]]:
-    """Any image file -> (1, C, H, W) integer image for a model with this config, plus notices.
+def open_image(source: str | Path | bytes, max_pixels: int | None = MAX_UPLOAD_PIXELS
+               ) -> tuple[Image.Image, list[str]]:
+    """Decode an image file (a path or its bytes) into an 8-bit PIL image, plus notices.
 
-    Handles EXIF rotation, transparency (composited on white), palettes, 16-bit and float images,
-    grey for a colour model and colour for a grey one, and any size (centre-cropped to the model's
-    aspect ratio, then resized). Each change is reported in the notices. A file that is not an
-    image, is truncated or is too large raises `UploadError`.
+    Rotated as its EXIF orientation says; 16-bit and float grey rescaled to 8 bits. A file that is
+    not an image, is truncated, or has more than `max_pixels` raises `UploadError` with the reason.
     """
     notices = []
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_UPLOAD_PIXELS:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            if max_pixels and img.width * img.height > max_pixels:
                 raise UploadError(f"the image is {img.width}x{img.height}; images above "
-                                  f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels are refused")
+                                  f"{max_pixels // 1_000_000} megapixels are refused")
             if img.getexif().get(0x0112, 1) != 1:  # the EXIF orientation tag
                 notices.append("rotated as its EXIF orientation says")
             img = ImageOps.exif_transpose(img)
@@ -71,15 +71,32 @@ def load_upload(path: str | Path, config: PixelCNNConfig) -> tuple[Tensor, list[
         raise UploadError(f"the image is too large to decode safely: {e}") from e
     except (UnidentifiedImageError, SyntaxError) as e:
         raise UploadError("the file is not an image that Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP ...)") from e
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise UploadError(f"the image file is damaged or truncated: {e}") from e
-
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         array = np.asarray(img, dtype=np.float64)
         top = 65535.0 if array.max() > 255 else 255.0
         img = Image.fromarray(np.clip(np.round(array / top * 255), 0, 255).astype(np.uint8))
         notices.append(f"converted from {16 if top > 255 else 8}-bit {'' if top > 255 else 'integer '}"
                        f"grey to 8 bits")
+    return img, notices
+
+
+def quantise(images: Tensor, levels: int) -> Tensor:
+    """8-bit values (any integer tensor in [0, 256)) -> `levels` intensity levels, long, same shape."""
+    images = images.long()
+    return images if levels == 256 else (images * levels) // 256
+
+
+def load_upload(path: str | Path, config: PixelCNNConfig) -> tuple[Tensor, list[str]]:
+    """Any image file -> (1, C, H, W) integer image for a model with this config, plus notices.
+
+    Handles EXIF rotation, transparency (composited on white), palettes, 16-bit and float images,
+    grey for a colour model and colour for a grey one, and any size (centre-cropped to the model's
+    aspect ratio, then resized). Each change is reported in the notices. A file that is not an
+    image, is truncated or is too large raises `UploadError`.
+    """
+    img, notices = open_image(path)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -111,9 +128,8 @@ def load_upload(path: str | Path, config: PixelCNNConfig) -> tuple[Tensor, list[
         notices.append(f"{original[0]}x{original[1]} centre-cropped and resized to {width}x{height}")
     array = np.asarray(img, dtype=np.int64)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    x = torch.from_numpy(array.copy())[None]
+    x = quantise(torch.from_numpy(array.copy())[None], config.levels)
     if config.levels != 256:
-        x = (x * config.levels) // 256
         notices.append(f"quantised to {config.levels} levels")
     return x, notices
 

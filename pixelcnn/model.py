@@ -54,6 +54,11 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         return next(self.parameters()).device
 
     @property
+    def condition_field(self) -> str | None:
+        """The field of a data batch that holds this model's condition (`ImageDataset.batch`), or None."""
+        return self.condition.batch_field
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 

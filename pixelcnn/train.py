@@ -31,14 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from .autoencoder import ConvEncoder, EncoderConfig, PixelCNNAutoEncoder
 from .config import PixelCNNConfig
 from .data import DatasetError, ImageDataset, load_dataset
+from .hub import METRICS_NAME, from_pretrained, read_metrics
 from .images import image_grid
-from .model import GatedPixelCNN
-from .presets import MODEL_PRESETS, model_preset
+from .model import build_model
+from .presets import model_preset
 from .sampling import sample
 
 CHECKPOINT = "checkpoint.pt"
@@ -75,6 +77,10 @@ class TrainConfig:
     threads: int = 0                    # torch CPU threads per process (0: leave torch's default)
     resume: bool = False
     init_from: str | None = None        # start from these weights (a folder or Hub id) with a fresh optimiser and schedule
+    vector_column: str | None = None    # condition on this parquet column of float vectors
+    vectors: str | None = None          # ...or on .npy arrays aligned with each split, e.g. emb_{split}.npy
+    encoder: str = "none"               # "conv": train a ConvEncoder end to end, its code conditioning the model
+    encoder_channels: int = 32
     progress: bool = True               # tqdm progress bar
 
 
@@ -225,20 +231,68 @@ def hardware_description(device: torch.device, world: World) -> str:
     return f"{world.size} process(es) x {torch.get_num_threads()} thread(s) on {cpu} ({os.cpu_count()} cores)"
 
 
+# ------------------------------------------------------------------------------------ what is trained
+class Objective(nn.Module):
+    """The trainable's own loss as a module, so DDP wraps the call that computes it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, cond: Any) -> torch.Tensor:
+        return self.model.loss(images, cond)
+
+
+def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module:
+    """The PixelCNN of the config, joined to a trainable encoder when `cfg.encoder` asks for one."""
+    model = build_model(model_config)
+    if cfg.encoder == "none":
+        return model
+    if cfg.encoder != "conv":
+        raise TrainingError(f"--encoder must be 'none' or 'conv', got {cfg.encoder!r}")
+    if model_config.conditioning not in ("vector", "spatial"):
+        raise TrainingError("--encoder conv needs a decoder conditioned on its code: --conditioning vector or "
+                            "spatial, with --cond_dim the code's length")
+    encoder = ConvEncoder(EncoderConfig(image_channels=model_config.image_channels,
+                                        image_size=model_config.image_size, levels=model_config.levels,
+                                        code_dim=model_config.cond_dim, channels=cfg.encoder_channels))
+    return PixelCNNAutoEncoder(encoder, model)
+
+
+def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) -> Any:
+    """The raw condition of a batch for this model: the field its condition names, or None."""
+    field = model.condition_field
+    return None if field is None else batch[field].to(device)
+
+
+def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool) -> tuple[ImageDataset, ImageDataset]:
+    """The train and test splits with the conditions the model needs, checked against its config."""
+    splits = []
+    for split in ("train", "test"):
+        data = load_dataset(cfg.data, split, data_dir=cfg.data_dir, vector_column=cfg.vector_column)
+        if cfg.vectors:
+            path = Path(cfg.vectors.format(split=split))
+            if not path.is_file():
+                raise DatasetError(f"--vectors: {path} does not exist (one .npy file per split, '{{split}}' "
+                                   f"in the name)")
+            data = data.with_vectors(np.load(path))
+        data.check_fits(config if not encoder else config.replace(conditioning="none"))
+        splits.append(data)
+    return splits[0], splits[1]
+
+
 @torch.no_grad()
-def evaluate(model: GatedPixelCNN, data: ImageDataset, levels: int, limit: int, batch_size: int,
-             device: torch.device, autocast: bool) -> tuple[float, int]:
+def evaluate(model: nn.Module, data: ImageDataset, limit: int, batch_size: int, device: torch.device,
+             autocast: bool) -> tuple[float, int]:
     """Mean bits/dim over the first `limit` images (0: all): (bits/dim, images)."""
     n = len(data) if limit <= 0 else min(limit, len(data))
-    total, images = 0.0, data.quantise(levels)
-    conditional = model.config.conditioning == "class"
+    total = 0.0
     for start in range(0, n, batch_size):
-        x = images[start:start + batch_size].to(device)
-        y = data.labels[start:start + batch_size].to(device) if conditional else None
+        batch = data.batch(torch.arange(start, min(n, start + batch_size)), model.config.levels)
+        images = batch["images"].to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            logits = model(x, y)
-        total += F.cross_entropy(logits.float(), x, reduction="sum").item()
-    return total / (n * model.config.num_subpixels * math.log(2)), n
+            total += model.loss(images, condition_of(model, batch, device)).item() * len(images)
+    return total / n, n
 
 
 def plot_curves(metrics_path: Path, out: Path) -> None:
@@ -268,17 +322,22 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def sample_grid(model: GatedPixelCNN, class_names: list[str], path: Path, seed: int = 0) -> None:
-    """8 samples per class (or 16 unconditional samples) as one PNG, one class per row."""
+def sample_grid(model: nn.Module, test_data: ImageDataset, path: Path, seed: int = 0) -> None:
+    """A PNG of samples: 8 per class, one class per row; 16 unconditional ones; or, for vector
+    conditions and auto-encoders, 4 samples (one row) for each of the first 4 test images' conditions."""
     cfg = model.config
-    if cfg.conditioning == "class":
-        classes = torch.arange(cfg.num_classes).repeat_interleave(8)
-        images = sample(model, len(classes), classes.to(next(model.parameters()).device), seed=seed)
-        nrow = 8
-    elif cfg.conditioning == "none":
-        images, nrow = sample(model, 16, seed=seed), 4
+    decoder = getattr(model, "decoder", model)
+    field = model.condition_field
+    if field == "labels":
+        cond, nrow = torch.arange(cfg.num_classes).repeat_interleave(8), 8
+    elif field is None and decoder is model:
+        cond, nrow = None, 4
     else:
-        return  # vector conditions need real embeddings: the notebooks sample those
+        batch = test_data.batch(torch.arange(min(4, len(test_data))), cfg.levels)
+        raw = model.encode(batch["images"].to(model.device)) if decoder is not model else batch[field]
+        cond, nrow = decoder.encode_condition(raw, len(raw)).repeat_interleave(4, dim=0), 4
+    n = 16 if cond is None else len(cond)
+    images = sample(decoder, n, None if cond is None else cond.to(decoder.device), seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images, nrow=nrow, levels=cfg.levels, scale=2).save(path)
 
@@ -293,44 +352,67 @@ def export_examples(data: ImageDataset, folder: Path) -> None:
             image_grid(data.images[hits[0, 0]][None], nrow=1, padding=0).save(folder / f"{safe}.png")
 
 
-def write_model_card(path: Path, *, train: TrainConfig, model_config: PixelCNNConfig, steps: int,
-                     wall_time: float, hardware: str, test_bpd: float, test_images: int, train_images: int,
-                     parameters: int, command: str) -> None:
-    minutes = wall_time / 60
-    card = f"""---
+# ------------------------------------------------------------------------------------ metrics and card
+def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: float, hardware: str,
+                test_bpd: float, test_images: int, train_images: int, command: str,
+                history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `metrics.json` records: the measured figures of the run and of the runs before it."""
+    threads = torch.get_num_threads() if "cuda" not in hardware.lower() else 0
+    stretch = {"command": command, "steps": steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+               "wall_time_s": round(wall_time, 1), "hardware": hardware,
+               "core_hours": round(wall_time * threads / 3600, 2) if threads else None,
+               "init_from": cfg.init_from, "test_bpd": round(test_bpd, 6)}
+    return {"test_bpd": round(test_bpd, 6), "test_images": test_images, "dataset": cfg.data,
+            "train_images": train_images, "parameters": sum(p.numel() for p in model.parameters()),
+            "torch": torch.__version__, "history": [*history, stretch]}
+
+
+def model_card(metrics: dict[str, Any], model_config: PixelCNNConfig, title: str) -> str:
+    """The model card (README.md), generated from `metrics.json`: never parsed back."""
+    runs = metrics["history"]
+    last = runs[-1]
+    kind = {"class": "class-conditional ", "none": "unconditional "}.get(model_config.conditioning, "")
+    name = "Gated PixelCNN" if model_config.architecture == "gated" else "PixelCNN"
+    rows = "\n".join(
+        f"| {k + 1} | `{run['command']}` | {run['steps']:,} x {run['batch_size']} | {run['wall_time_s'] / 60:.1f} min"
+        f" | {run['core_hours'] if run.get('core_hours') is not None else '-'} | {run['hardware']} | "
+        f"{run['test_bpd']:.4f} |" for k, run in enumerate(runs))
+    core_hours = sum(run.get("core_hours") or 0 for run in runs)
+    return f"""---
 library_name: pixelcnn
 tags:
 - pixelcnn
 - gated-pixelcnn
 - image-generation
 datasets:
-- {train.data}
+- {metrics['dataset']}
 metrics:
 - bits_per_dim
 ---
 
-# Gated PixelCNN: {train.preset} on {train.data}
+# {title}
 
-A {'class-conditional ' if model_config.conditioning == 'class' else ''}Gated PixelCNN (van den Oord et al., 2016)
-trained with `python -m pixelcnn.train`. Load it with
+A {kind}{name} (van den Oord et al., 2016) trained with `python -m pixelcnn.train`. Load it with
 `pixelcnn.from_pretrained("<this folder or repo id>")`; the weights are the EMA (Polyak) average.
 
 | | |
 |---|---|
-| dataset | `{train.data}`: {train_images:,} training images |
-| test bits/dim | **{test_bpd:.4f}** on {test_images:,} images of the test split (EMA weights) |
-| training steps | {steps:,} at global batch {train.batch_size} ({steps * train.batch_size / max(1, train_images):.2f} epochs) |
-| optimiser | Adam, lr {train.lr:g} (warm-up {train.warmup_steps}, cosine to {train.min_lr_ratio:g} x lr), grad clip {train.grad_clip:g}, EMA {train.ema_decay:g} |
-| wall time | {minutes:.1f} min |
-| hardware | {hardware} |
-| parameters | {parameters:,} |
-| torch | {torch.__version__} |
+| dataset | `{metrics['dataset']}`: {metrics['train_images']:,} training images |
+| test bits/dim | **{metrics['test_bpd']:.4f}** on {metrics['test_images']:,} images of the test split (EMA weights) |
+| training | {sum(run['steps'] for run in runs):,} steps in {len(runs)} run(s), {core_hours:.2f} CPU core-hours |
+| parameters | {metrics['parameters']:,} |
+| torch | {metrics['torch']} |
 
-Command:
+The figures come from `metrics.json` beside the weights, written by the training run.
 
-```bash
-{command}
-```
+## History
+
+Each run continued from the weights of the one before (`--init_from`) with a fresh optimiser and
+learning-rate schedule; steps count that run only.
+
+| run | command | steps x batch | wall time | core-hours | hardware | test bits/dim after |
+|---|---|---|---|---|---|---|
+{rows}
 
 Model config:
 
@@ -338,214 +420,264 @@ Model config:
 {model_config.to_json()}
 ```
 """
-    path.write_text(card)
+
+
+def write_export(model: nn.Module, folder: Path, metrics: dict[str, Any], title: str) -> None:
+    """save_pretrained, then metrics.json and the model card generated from it."""
+    model.save_pretrained(folder)
+    (folder / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+    (folder / "README.md").write_text(model_card(metrics, model.config, title))
 
 
 # ------------------------------------------------------------------------------------ training
-def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None = None) -> Path | None:
-    """Run (or resume) training; returns the exported model folder on rank 0."""
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    world, device = setup_world(cfg.device)
-    if cfg.batch_size % world.size:
-        raise TrainingError(f"batch_size {cfg.batch_size} must be divisible by the {world.size} processes")
-    autocast = cfg.bf16 and device.type == "cuda"
-    out = Path(cfg.out_dir)
-    ckpt_path = out / CHECKPOINT
-    checkpoint = None
-    if ckpt_path.exists():
-        if not cfg.resume:
-            raise TrainingError(f"{out} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
+class Trainer:
+    """One training run: setup (or resume), the loop, checkpoints, evaluation and export.
+
+    State that a resume restores: model, EMA, optimiser, step, (epoch, position) in the data,
+    elapsed time and every RNG. The learning rate is a function of the step.
+    """
+
+    def __init__(self, cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None) -> None:
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.argv = cfg, argv
+        self.world, self.device = setup_world(cfg.device)
+        if cfg.batch_size % self.world.size:
+            raise TrainingError(f"batch_size {cfg.batch_size} must be divisible by the {self.world.size} processes")
+        self.autocast = cfg.bf16 and self.device.type == "cuda"
+        self.out = Path(cfg.out_dir)
+        self.ckpt_path = self.out / CHECKPOINT
+        self.metrics_path = self.out / "metrics.jsonl"
+        checkpoint = self._read_checkpoint(model_config)
+        self.train_data, self.test_data = load_training_data(cfg, model_config, cfg.encoder != "none")
+        if cfg.train_images > 0:
+            self.train_data = self.train_data.subset(torch.arange(min(cfg.train_images, len(self.train_data))))
+        if len(self.train_data) < cfg.batch_size:
+            raise TrainingError(f"{len(self.train_data)} training images cannot fill one batch of {cfg.batch_size}")
+        torch.manual_seed(cfg.seed)
+        self.model = build_trainable(cfg, model_config).to(self.device)
+        self.history: list[dict[str, Any]] = []
+        if cfg.init_from and checkpoint is None:
+            self.history = load_initial_weights(self.model, cfg.init_from)
+            self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
+        self.ema = AveragedModel(self.model, avg_fn=ema_average(cfg.ema_decay))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step, self.epoch, self.position, self.elapsed_before = 0, 0, 0, 0.0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.net = Objective(self.model)
+        if self.world.size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self._prepare_outputs(fresh=checkpoint is None)
+
+    def say(self, text: str) -> None:
+        if self.world.main:
+            print(text, flush=True)
+
+    # ---------------------------------------------------------------- checkpoints
+    def _read_checkpoint(self, model_config: PixelCNNConfig) -> dict[str, Any] | None:
+        if not self.ckpt_path.exists():
+            if self.cfg.resume:
+                self.say(f"--resume: no checkpoint in {self.out} yet, starting a new run")
+            return None
+        if not self.cfg.resume:
+            raise TrainingError(f"{self.out} already holds a run ({CHECKPOINT}); pass --resume to continue it, "
                                 f"or choose another --out_dir")
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
         saved = PixelCNNConfig.from_dict(checkpoint["model_config"])
         if saved != model_config:
             raise TrainingError(f"--resume: the model config differs from the checkpoint's ({saved.to_json()})")
-    elif cfg.resume and world.main:
-        print(f"--resume: no checkpoint in {out} yet, starting a new run", flush=True)
+        self.history = checkpoint.get("history", [])
+        return checkpoint
 
-    # ---- data
-    train_data = load_dataset(cfg.data, "train", data_dir=cfg.data_dir)
-    test_data = load_dataset(cfg.data, "test", data_dir=cfg.data_dir)
-    for data in (train_data, test_data):
-        data.check_fits(model_config)
-    train_images = train_data.quantise(model_config.levels)
-    train_labels = train_data.labels
-    if cfg.train_images > 0:
-        train_images, train_labels = train_images[:cfg.train_images], train_labels[:cfg.train_images]
-    n_train = len(train_images)
-    if n_train < cfg.batch_size:
-        raise TrainingError(f"{n_train} training images cannot fill one batch of {cfg.batch_size}")
-    conditional = model_config.conditioning == "class"
-    if model_config.conditioning in ("vector", "spatial"):
-        raise TrainingError("this entry point trains unconditional and class-conditional models; vector and "
-                            "spatial conditions come from the notebooks' encoders")
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.ema.load_state_dict(checkpoint["ema"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.step, self.epoch, self.position = checkpoint["step"], checkpoint["epoch"], checkpoint["position"]
+        self.elapsed_before = checkpoint["elapsed"]
+        self.history = checkpoint.get("history", [])
+        rng = checkpoint["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(tuple(_to_python(rng["python"])))
+        np.random.set_state(tuple(_to_python(rng["numpy"])))
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"][self.world.local_rank % len(rng["cuda"])])
+        self.say(f"resumed {self.out} at step {self.step} (epoch {self.epoch}, image {self.position})")
 
-    # ---- model, optimiser, EMA
-    torch.manual_seed(cfg.seed)
-    model = GatedPixelCNN(model_config).to(device)
-    if cfg.init_from and checkpoint is None:
-        load_initial_weights(model, cfg.init_from)
-        if world.main:
-            print(f"initialised from {cfg.init_from} (fresh optimiser and schedule)", flush=True)
-    ema = AveragedModel(model, avg_fn=ema_average(cfg.ema_decay))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, epoch, position, elapsed_before = 0, 0, 0, 0.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        step, epoch, position = checkpoint["step"], checkpoint["epoch"], checkpoint["position"]
-        elapsed_before = checkpoint["elapsed"]
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        random.setstate(tuple(_to_python(checkpoint["rng"]["python"])))
-        np.random.set_state(tuple(_to_python(checkpoint["rng"]["numpy"])))
-        if device.type == "cuda" and "cuda" in checkpoint["rng"]:
-            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"][world.local_rank % len(checkpoint["rng"]["cuda"])])
-        if world.main:
-            print(f"resumed {out} at step {step} (epoch {epoch}, image {position})", flush=True)
-    net = model
-    if world.size > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
-
-    metrics_path = out / "metrics.jsonl"
-    if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(cfg),
-                                                     "model": model_config.to_dict()}, indent=2) + "\n")
-        if checkpoint is None:
-            metrics_path.write_text("")
-        else:  # drop log lines written after the checkpoint, which the resumed run repeats
-            kept = [line for line in metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
-            metrics_path.write_text("".join(line + "\n" for line in kept))
-
-    def log(record: dict) -> None:
-        if world.main:
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def save_checkpoint() -> None:
-        if not world.main:
+    def save_checkpoint(self) -> None:
+        if not self.world.main:
             return
         rng = {"torch": torch.get_rng_state(), "python": _to_tensors(random.getstate()),
                "numpy": _to_tensors(np.random.get_state())}
-        if device.type == "cuda":
+        if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        atomic_torch_save({"model": model.state_dict(), "ema": ema.state_dict(),
-                           "optimizer": optimizer.state_dict(),
-                           "step": step, "epoch": epoch, "position": position,
-                           "elapsed": elapsed_before + time.perf_counter() - start_time, "rng": rng,
-                           "train_config": dataclasses.asdict(cfg), "model_config": model_config.to_dict()},
-                          ckpt_path)
+        atomic_torch_save({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                           "optimizer": self.optimizer.state_dict(),
+                           "step": self.step, "epoch": self.epoch, "position": self.position,
+                           "elapsed": self.elapsed, "rng": rng, "history": self.history,
+                           "train_config": dataclasses.asdict(self.cfg),
+                           "model_config": self.model.config.to_dict()}, self.ckpt_path)
+        self.last_ckpt_step = self.step
 
-    progress = None
-    if world.main and cfg.progress:
-        from tqdm import tqdm
-        progress = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True, file=sys.stdout)
-    start_time = time.perf_counter()
-    running, window_start, window_images = None, time.perf_counter(), 0
-    per_rank = cfg.batch_size // world.size
-    last_ckpt_step = step
-    try:
-        while step < cfg.steps:
-            if position + cfg.batch_size > n_train:
-                epoch, position = epoch + 1, 0
-            idx = batch_indices(epoch, position, cfg.batch_size, n_train, cfg.seed)
-            idx = idx[world.rank * per_rank:(world.rank + 1) * per_rank]
-            x = train_images[idx].to(device, non_blocking=True)
-            y = train_labels[idx].to(device) if conditional else None
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                logits = net(x, y)
-            loss = F.cross_entropy(logits.float(), x) / math.log(2)  # bits per dimension
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            lr = learning_rate(step, cfg)  # the schedule is a function of the step: nothing to restore
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            bpd = loss.detach()
-            if world.size > 1:
-                dist.all_reduce(bpd)
-                bpd /= world.size
-            bpd = bpd.item()
-            if not math.isfinite(bpd):
-                raise TrainingError(f"the loss became {bpd} at step {step + 1}; stopping. The last good checkpoint "
-                                    f"(step {last_ckpt_step}, {ckpt_path}) is intact: resume it with a lower --lr "
-                                    f"or a tighter --grad_clip")
-            optimizer.step()
-            ema.update_parameters(model)
-            step += 1
-            position += cfg.batch_size
-            running = bpd if running is None else 0.98 * running + 0.02 * bpd
-            window_images += cfg.batch_size
-            if progress is not None:
-                progress.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                now = time.perf_counter()
-                rate = window_images / (now - window_start)
-                window_start, window_images = now, 0
-                log({"step": step, "train_bpd": running, "lr": lr, "images_per_s": rate,
-                     "elapsed": elapsed_before + now - start_time})
-                if progress is not None:
-                    progress.set_postfix(bpd=f"{running:.3f}", img_s=f"{rate:.1f}")
-            if world.main and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-                test_bpd, n = evaluate(ema.module, test_data, model_config.levels, cfg.eval_images,
-                                       cfg.eval_batch_size, device, autocast)
-                log({"step": step, "test_bpd": test_bpd, "test_images": n})
-                if progress is not None:
-                    progress.write(f"step {step}: test bits/dim {test_bpd:.4f} on {n} images (EMA)")
-                plot_curves(metrics_path, out / "curves.png")
-            if world.main and cfg.sample_every and step % cfg.sample_every == 0:
-                sample_grid(ema.module, train_data.class_names, out / "samples" / f"step_{step:07d}.png")
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                save_checkpoint()
-                last_ckpt_step = step
-    finally:
-        if progress is not None:
-            progress.close()
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start_time
 
-    print(f"rank {world.rank} parameter checksum {parameter_checksum(model)}", flush=True)
-    exported = None
-    if world.main:
-        wall = elapsed_before + time.perf_counter() - start_time
-        test_bpd, n = evaluate(ema.module, test_data, model_config.levels, cfg.final_eval_images,
-                               cfg.eval_batch_size, device, autocast)
-        log({"step": step, "test_bpd": test_bpd, "test_images": n, "final": True})
-        plot_curves(metrics_path, out / "curves.png")
-        exported = out / "model"
-        names = train_data.class_names if conditional and len(train_data.class_names) == model_config.num_classes else None
-        final_model = GatedPixelCNN(dataclasses.replace(model_config, class_names=names))
-        final_model.load_state_dict(ema.module.state_dict())
-        final_model.save_pretrained(exported)
-        export_examples(test_data, exported / "examples")
-        command = "python -m pixelcnn.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    def _prepare_outputs(self, fresh: bool) -> None:
+        if not self.world.main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(self.cfg),
+                                                          "model": self.model.config.to_dict()}, indent=2) + "\n")
+        if fresh:
+            self.metrics_path.write_text("")
+        else:  # drop log lines written after the checkpoint, which the resumed run repeats
+            kept = [line for line in self.metrics_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= self.step]
+            self.metrics_path.write_text("".join(line + "\n" for line in kept))
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.world.main:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ---------------------------------------------------------------- the loop
+    def train_step(self) -> float:
+        """One optimiser step on the next global batch; returns its bits/dim averaged over ranks."""
+        cfg, world = self.cfg, self.world
+        if self.position + cfg.batch_size > len(self.train_data):
+            self.epoch, self.position = self.epoch + 1, 0
+        idx = batch_indices(self.epoch, self.position, cfg.batch_size, len(self.train_data), cfg.seed)
+        per_rank = cfg.batch_size // world.size
+        batch = self.train_data.batch(idx[world.rank * per_rank:(world.rank + 1) * per_rank],
+                                      self.model.config.levels)
+        images = batch["images"].to(self.device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            loss = self.net(images, condition_of(self.model, batch, self.device))  # bits per dimension
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = learning_rate(self.step, cfg)  # the schedule is a function of the step: nothing to restore
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        bpd = loss.detach()
         if world.size > 1:
-            command = f"torchrun --nproc_per_node={world.size} -m pixelcnn.train " + " ".join(
-                argv if argv is not None else sys.argv[1:])
-        write_model_card(exported / "README.md", train=cfg, model_config=final_model.config, steps=step, wall_time=wall,
-                         hardware=hardware_description(device, world), test_bpd=test_bpd, test_images=n,
-                         train_images=n_train, parameters=final_model.num_parameters, command=command)
+            dist.all_reduce(bpd)
+            bpd /= world.size
+        bpd = bpd.item()
+        if not math.isfinite(bpd):
+            raise TrainingError(f"the loss became {bpd} at step {self.step + 1}; stopping. The last good checkpoint "
+                                f"(step {self.last_ckpt_step}, {self.ckpt_path}) is intact: resume it with a lower "
+                                f"--lr or a tighter --grad_clip")
+        self.optimizer.step()
+        self.ema.update_parameters(self.model)
+        self.step += 1
+        self.position += cfg.batch_size
+        return bpd
+
+    def periodic(self, progress: Any) -> None:
+        """Evaluation, sample grids and checkpoints, each at its own cadence."""
+        cfg, main = self.cfg, self.world.main
+        if main and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+            test_bpd, n = evaluate(self.ema.module, self.test_data, cfg.eval_images, cfg.eval_batch_size,
+                                   self.device, self.autocast)
+            self.log({"step": self.step, "test_bpd": test_bpd, "test_images": n})
+            if progress is not None:
+                progress.write(f"step {self.step}: test bits/dim {test_bpd:.4f} on {n} images (EMA)")
+            plot_curves(self.metrics_path, self.out / "curves.png")
+        if main and cfg.sample_every and self.step % cfg.sample_every == 0:
+            sample_grid(self.ema.module, self.test_data, self.out / "samples" / f"step_{self.step:07d}.png")
+        if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+            self.save_checkpoint()
+
+    def run(self) -> Path | None:
+        """Train to `cfg.steps`, then evaluate and export on rank 0; returns the exported folder."""
+        cfg = self.cfg
+        progress = None
+        if self.world.main and cfg.progress:
+            from tqdm import tqdm
+            progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stdout)
+        self.start_time = time.perf_counter()
+        self.last_ckpt_step = self.step
+        running, window_start, window_images = None, time.perf_counter(), 0
+        try:
+            while self.step < cfg.steps:
+                bpd = self.train_step()
+                running = bpd if running is None else 0.98 * running + 0.02 * bpd
+                window_images += cfg.batch_size
+                if progress is not None:
+                    progress.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    rate = window_images / (now - window_start)
+                    window_start, window_images = now, 0
+                    self.log({"step": self.step, "train_bpd": running, "lr": learning_rate(self.step - 1, cfg),
+                              "images_per_s": rate, "elapsed": self.elapsed})
+                    if progress is not None:
+                        progress.set_postfix(bpd=f"{running:.3f}", img_s=f"{rate:.1f}")
+                self.periodic(progress)
+        finally:
+            if progress is not None:
+                progress.close()
+        print(f"rank {self.world.rank} parameter checksum {parameter_checksum(self.model)}", flush=True)
+        exported = self.export() if self.world.main else None
+        if self.world.size > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+        return exported
+
+    def export(self) -> Path:
+        """Evaluate the EMA weights on the test split; save them with metrics.json and the model card."""
+        cfg, wall = self.cfg, self.elapsed
+        test_bpd, n = evaluate(self.ema.module, self.test_data, cfg.final_eval_images, cfg.eval_batch_size,
+                               self.device, self.autocast)
+        self.log({"step": self.step, "test_bpd": test_bpd, "test_images": n, "final": True})
+        plot_curves(self.metrics_path, self.out / "curves.png")
+        final = build_trainable(cfg, self._export_config())
+        final.load_state_dict(self.ema.module.state_dict())
+        args = " ".join(self.argv if self.argv is not None else sys.argv[1:])
+        launcher = (f"torchrun --nproc_per_node={self.world.size} -m pixelcnn.train" if self.world.size > 1
+                    else "python -m pixelcnn.train")
+        metrics = run_metrics(cfg, final, steps=self.step, wall_time=wall,
+                              hardware=hardware_description(self.device, self.world), test_bpd=test_bpd,
+                              test_images=n, train_images=len(self.train_data), command=f"{launcher} {args}",
+                              history=self.history)
+        exported = self.out / "model"
+        write_export(final, exported, metrics, f"{cfg.preset} on {cfg.data}")
+        if self.model.condition_field == "labels":
+            export_examples(self.test_data, exported / "examples")
         print(f"test bits/dim {test_bpd:.4f} on {n} images; exported {exported}", flush=True)
-    if world.size > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return exported
+        return exported
+
+    def _export_config(self) -> PixelCNNConfig:
+        """The model config, with the dataset's class names when they name the model's classes."""
+        config = self.model.config
+        names = self.train_data.class_names
+        if config.conditioning == "class" and len(names) == config.num_classes:
+            return config.replace(class_names=names)
+        return config
 
 
-def load_initial_weights(model: torch.nn.Module, source: str) -> None:
-    """Copy the weights of a saved model of the same shape into `model` (class names may differ)."""
-    from .hub import from_pretrained
+def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None = None) -> Path | None:
+    """Run (or resume) training; returns the exported model folder on rank 0."""
+    return Trainer(cfg, model_config, argv).run()
 
+
+def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
+    """Copy the weights of a saved model of the same shape into `model` (class names may differ);
+    returns the history of runs recorded in its metrics.json."""
     start = from_pretrained(source)
-    same = dataclasses.replace(start.config, class_names=None) == dataclasses.replace(model.config, class_names=None)
-    if not same:
-        raise TrainingError(f"--init_from {source}: its config differs from this run's model config "
-                            f"({start.config.to_json()})")
+    same = start.config.replace(class_names=None) == model.config.replace(class_names=None)
+    if not same or type(start) is not type(model):
+        raise TrainingError(f"--init_from {source}: it holds a {type(start).__name__} whose config differs from "
+                            f"this run's model ({start.config.to_json()})")
     model.load_state_dict(start.state_dict())
+    return list((read_metrics(source) or {}).get("history", [])) if Path(source).is_dir() else []
 
 
 def _to_tensors(state: Any) -> Any:

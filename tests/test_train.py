@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import pixelcnn
 from pixelcnn.data import load_dataset
-from pixelcnn.hub import read_model_card_bpd
+from pixelcnn.hub import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,9 +75,11 @@ def test_a_tiny_model_overfits_one_batch_and_exports_an_honest_card(stripes, tmp
     test = load_dataset(f"folder:{stripes}", "test")
     with torch.no_grad():
         fresh = model.bits_per_dim(test.images[:16].long(), test.labels[:16]).mean().item()
-    assert abs(read_model_card_bpd(out / "model" / "README.md") - fresh) < 1e-4
+    recorded = read_metrics(out / "model")
+    assert abs(recorded["test_bpd"] - fresh) < 1e-4
     card = (out / "model" / "README.md").read_text()
-    assert "250 at global batch 8" in card and "hardware" in card and "wall time" in card
+    assert f"**{recorded['test_bpd']:.4f}**" in card  # the card is generated from metrics.json
+    assert "250 x 8" in card and "hardware" in card and "wall time" in card
     assert (out / "curves.png").stat().st_size > 0
 
 
@@ -155,3 +157,48 @@ def test_training_errors_are_clear(stripes, tmp_path):
 
     missing = run_train(train_args(tmp_path / "no-such-folder", tmp_path / "x"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+@pytest.mark.parametrize("conditioning", ["vector", "spatial"])
+def test_vector_and_spatial_conditions_train_from_aligned_vectors(stripes, tmp_path, conditioning):
+    """(image, vector) pairs: one .npy per split, aligned with the images; the vector says the class."""
+    for split in ("train", "test"):
+        labels = load_dataset(f"folder:{stripes}", split).labels
+        vectors = torch.nn.functional.one_hot(labels, 2).float() * 2 - 1
+        np.save(tmp_path / f"vec_{split}.npy", torch.cat([vectors, torch.zeros(len(labels), 1)], 1).numpy())
+    out = tmp_path / conditioning
+    result = run_train(train_args(stripes, out, "--conditioning", conditioning, "--cond_dim", "3",
+                                  "--spatial_channels", "4", "--vectors", str(tmp_path / "vec_{split}.npy"),
+                                  "--steps", "6", "--log_every", "2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    assert model.config.conditioning == conditioning and len(metrics(out)) >= 3
+    assert read_metrics(out / "model")["test_bpd"] < 8.5
+
+    wrong = run_train(train_args(stripes, tmp_path / "wrong", "--conditioning", conditioning, "--cond_dim", "5",
+                                 "--vectors", str(tmp_path / "vec_{split}.npy"), "--steps", "2"))
+    assert wrong.returncode == 1 and "vectors of 3 but the model is conditioned on vectors of cond_dim=5" in wrong.stderr
+
+
+def test_the_original_pixelcnn_trains_through_the_cli(stripes, tmp_path):
+    out = tmp_path / "original"
+    result = run_train(train_args(stripes, out, "--architecture", "original", "--steps", "30", "--lr", "1e-2",
+                                  "--warmup_steps", "1", "--log_every", "5", "--hidden_channels", "16"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    assert type(model) is pixelcnn.PixelCNN
+    losses = [m["train_bpd"] for m in metrics(out) if "train_bpd" in m]
+    assert losses[-1] < losses[0]
+
+
+def test_an_encoder_trains_end_to_end_and_exports_a_composite(stripes, tmp_path):
+    out = tmp_path / "autoencoder"
+    result = run_train(train_args(stripes, out, "--encoder", "conv", "--encoder_channels", "4",
+                                  "--conditioning", "spatial", "--cond_dim", "2", "--spatial_channels", "4",
+                                  "--steps", "4", "--sample_every", "4"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    assert isinstance(model, pixelcnn.PixelCNNAutoEncoder)
+    assert (out / "model" / "encoder" / "model.safetensors").is_file()
+    assert (out / "model" / "decoder" / "config.json").is_file()
+    assert Image.open(out / "samples" / "step_0000004.png").size[0] > 0

@@ -7,7 +7,7 @@ import torch
 
 import pixelcnn
 from pixelcnn.data import load_dataset
-from pixelcnn.hub import local_models, read_model_card_bpd
+from pixelcnn.hub import local_models, read_metrics
 from pixelcnn.presets import MODEL_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,5 +43,6 @@ def test_model_card_bits_per_dim_matches_a_fresh_evaluation(name):
             x = test.images[start:start + 100].long()
             total += model.bits_per_dim(x, test.labels[start:start + 100]).sum().item()
     fresh = total / len(test)
-    card = read_model_card_bpd(WEIGHTS / name / "README.md")
-    assert abs(card - fresh) < 2e-4, (card, fresh)
+    recorded = read_metrics(WEIGHTS / name)["test_bpd"]
+    assert abs(recorded - fresh) < 2e-4, (recorded, fresh)
+    assert f"**{recorded:.4f}**" in (WEIGHTS / name / "README.md").read_text()
