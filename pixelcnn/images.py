@@ -115,7 +115,8 @@ def load_upload(path: str | Path, config: PixelCNNConfig) -> tuple[Tensor, list[
     if img.size != (width, height):
         original = img.size
         target_ratio = width / height
-        if abs(img.width / img.height - target_ratio) > 1e-6:
+        cropped = abs(img.width / img.height - target_ratio) > 1e-6
+        if cropped:
             if img.width / img.height > target_ratio:
                 new_w = round(img.height * target_ratio)
                 left = (img.width - new_w) // 2
@@ -125,7 +126,8 @@ def load_upload(path: str | Path, config: PixelCNNConfig) -> tuple[Tensor, list[
                 top = (img.height - new_h) // 2
                 img = img.crop((0, top, img.width, top + new_h))
         img = img.resize((width, height), Image.LANCZOS)
-        notices.append(f"{original[0]}x{original[1]} centre-cropped and resized to {width}x{height}")
+        how = "centre-cropped and resized" if cropped else "resized"
+        notices.append(f"{original[0]}x{original[1]} {how} to {width}x{height}")
     array = np.asarray(img, dtype=np.int64)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     x = quantise(torch.from_numpy(array.copy())[None], config.levels)
@@ -172,8 +174,12 @@ def receptive_field_picture(seen: Tensor, blind: Tensor, target: tuple[int, int]
     return Image.fromarray(grid)
 
 
-def distribution_figure(probs: Tensor, actual: Tensor | None = None, channel_names: list[str] | None = None):
-    """(C, levels) predictive distributions -> a matplotlib figure, one panel per channel."""
+def distribution_figure(probs: Tensor, actual: Tensor | None = None, channel_names: list[str] | None = None,
+                        title: str | None = None):
+    """(C, levels) predictive distributions -> a matplotlib figure, one panel per channel.
+
+    The title sits above the panels and the legend beside them, so neither covers any mass.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -181,15 +187,77 @@ def distribution_figure(probs: Tensor, actual: Tensor | None = None, channel_nam
     channels, levels = probs.shape
     names = channel_names or (["grey"] if channels == 1 else ["R", "G", "B"])
     colours = ["0.3"] if channels == 1 else ["#d62728", "#2ca02c", "#1f77b4"]
-    fig, axes = plt.subplots(channels, 1, figsize=(6, 1.6 * channels + 0.4), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(channels, 1, figsize=(7.5, 1.7 * channels + 0.9), squeeze=False, sharex=True)
     for c in range(channels):
         ax = axes[c, 0]
-        ax.bar(range(levels), probs[c].detach().cpu().numpy(), width=1.0, color=colours[c])
+        ax.bar(range(levels), probs[c].detach().cpu().numpy(), width=1.0, color=colours[c], label="p(value)")
         if actual is not None:
             ax.axvline(int(actual[c]), color="k", linestyle="--", linewidth=1, label="actual value")
-            ax.legend(loc="upper right", fontsize=8)
         ax.set_ylabel(f"p({names[c]})")
         ax.set_xlim(-0.5, levels - 0.5)
+    if actual is not None:
+        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes[-1, 0].set_xlabel("value")
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.94 if title else 1))
     return fig
+
+
+def display_scale(width: int, columns: int = 1, target: int = 512, padding: int = 2) -> int:
+    """Whole-pixel enlargement that makes a grid of `columns` images of `width` about `target` pixels wide."""
+    return max(1, target // (columns * (width + padding) + padding))
+
+
+def outline_pixel(picture: Image.Image, row: int, col: int, *, scale: int, image_size: tuple[int, int],
+                  nrow: int = 1, count: int = 1, padding: int = 2, colour=(230, 30, 30)) -> Image.Image:
+    """Draw a square around pixel (row, col) of every image of a grid made by `image_grid`."""
+    from PIL import ImageDraw
+
+    out = picture.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    h, w = image_size
+    for k in range(count):
+        r, c = divmod(k, nrow)
+        top = (padding + r * (h + padding) + row) * scale
+        left = (padding + c * (w + padding) + col) * scale
+        draw.rectangle([left - 1, top - 1, left + scale, top + scale], outline=colour, width=max(1, scale // 6))
+    return out
+
+
+def heat_map_with_bar(values: Tensor, scale: int, label: str = "bits", marker: tuple[int, int] | None = None,
+                      cmap: str = "magma") -> Image.Image:
+    """`heat_map` with a colour bar on the right (0 to the maximum, labelled) and an optional
+    outlined (row, col) marker."""
+    from PIL import ImageDraw
+
+    from matplotlib import colormaps
+
+    picture = heat_map(values, scale=scale, cmap=cmap)
+    if marker is not None:
+        picture = outline_pixel(picture, *marker, scale=scale, image_size=tuple(values.shape), padding=0,
+                                colour=(40, 200, 255))
+    top = float(values.max()) if values.numel() else 0.0
+    bar_w, gap, text_w = max(10, picture.height // 20), 6, 70
+    canvas = Image.new("RGB", (picture.width + gap + bar_w + text_w, picture.height), (255, 255, 255))
+    canvas.paste(picture, (0, 0))
+    ramp = colormaps[cmap](np.linspace(1, 0, picture.height))[:, :3]
+    bar = (np.repeat(ramp[:, None, :], bar_w, axis=1) * 255).astype(np.uint8)
+    canvas.paste(Image.fromarray(bar), (picture.width + gap, 0))
+    draw = ImageDraw.Draw(canvas)
+    x = picture.width + gap + bar_w + 4
+    draw.text((x, 0), f"{top:.1f} {label}", fill=(0, 0, 0))
+    draw.text((x, picture.height - 12), f"0 {label}", fill=(0, 0, 0))
+    return canvas
+
+
+def completion_picture(original: Tensor, completed: Tensor, kept_rows: int, levels: int, scale: int) -> Image.Image:
+    """The original and its completion side by side, a line under the kept rows of both: (1, C, H, W) each."""
+    from PIL import ImageDraw
+
+    pair = torch.cat([original, completed]).cpu()
+    picture = image_grid(pair, nrow=2, levels=levels, padding=2, scale=scale).convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    y = (2 + kept_rows) * scale
+    draw.line([(0, y), (picture.width, y)], fill=(40, 200, 255), width=max(1, scale // 4))
+    return picture

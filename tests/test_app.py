@@ -57,7 +57,7 @@ def weights(tmp_path_factory) -> Path:
         examples.mkdir()
         x = torch.randint(0, 256, (1, config.image_channels, config.height, config.width))
         image_grid(x, nrow=1, padding=0).save(examples / f"{config.class_names[0]}.png")
-    (root / "digits" / "README.md").write_text("| test bits/dim | **1.2340** on 10 images |\n")
+    (root / "digits" / "metrics.json").write_text('{"test_bpd": 1.234, "dataset": "digits"}\n')
     return root
 
 
@@ -226,10 +226,16 @@ def test_likelihood_and_completion(client, weights):
     given = client.predict(GREY, handle_file(str(example)), "two", api_name="/likelihood")
     assert "given class **two**" in given[2]
     completed = client.predict(8, 3, api_name="/complete")
-    out = np.asarray(Image.open(completed))
-    view = np.asarray(Image.open(given[0]))
-    assert out.shape == view.shape
-    assert (out[: out.shape[0] // 2] == view[: view.shape[0] // 2]).all()  # the kept top half
+    out = np.asarray(Image.open(completed).convert("L"))
+    view = np.asarray(Image.open(given[0]).convert("L"))  # 16 x 16 pixels, 20 screen pixels each
+    scale, pad = view.shape[0] // 16, 2 * (view.shape[0] // 16)
+    original = out[pad:pad + view.shape[0], pad:pad + view.shape[1]]
+    right = pad + view.shape[1] + pad
+    completion = out[pad:pad + view.shape[0], right:right + view.shape[1]]
+    kept, below = 8 * scale - scale // 2, 8 * scale + scale // 2  # around the line at the kept rows
+    assert (original[:kept] == view[:kept]).all() and (original[below:] == view[below:]).all()  # the original
+    assert (completion[:kept] == view[:kept]).all()  # its completion keeps the top rows
+    assert not (completion[below:] == view[below:]).all()
 
 
 def bad_uploads(tmp_path: Path) -> dict[str, Path]:

@@ -1,0 +1,74 @@
+"""The page: a header, the model picker, and one tab per module. A model change asks every tab for
+its updates, by component, and applies them together."""
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from .. import from_pretrained
+from ..hub import CheckpointError
+from . import blind_spot, class_picker, likelihood
+from .common import CSS
+from .models import Explorer
+
+HUB_PLACEHOLDER = "owner/name, e.g. a model you shared with model.push_to_hub('you/my-pixelcnn')"
+
+
+def load_hub(explorer: Explorer, repo_id: str | None, current: str | None):
+    """(model dropdown, model line) after loading a Hub repository; on failure the current model stays."""
+    repo_id = (repo_id or "").strip()
+    if not repo_id:
+        raise gr.Error("type a Hub repository id such as owner/name")
+    try:
+        model = from_pretrained(repo_id)
+    except CheckpointError as e:
+        gr.Warning(str(e))
+        line = explorer.describe(current) if current else ""
+        return gr.update(), f"{line}\n\n*Could not load `{repo_id}`: {e}*"
+    label = explorer.add_hub(repo_id, model)
+    return gr.update(choices=explorer.choices, value=label), f"Loaded `{repo_id}` from the Hub."
+
+
+def build(explorer: Explorer) -> gr.Blocks:
+    """The whole app, from the models of an `Explorer`."""
+    with gr.Blocks(title="Gated PixelCNN Explorer") as demo:
+        gr.Markdown("# Gated PixelCNN Explorer\n*Conditional Image Generation with PixelCNN Decoders* "
+                    "(van den Oord et al., 2016): generation pixel by pixel, the blind spot, and the likelihood.")
+        with gr.Row():
+            model_choice = gr.Dropdown(explorer.choices, value=explorer.first, label="Model", scale=3,
+                                       allow_custom_value=True, elem_id="model",
+                                       info="shipped weights: image size, depth, measured test bits/dim")
+            hub_id = gr.Textbox(label="…or a Hugging Face Hub repository", placeholder=HUB_PLACEHOLDER, scale=2)
+            hub_button = gr.Button("Load from the Hub", scale=1)
+        model_status = gr.Markdown(explorer.describe(explorer.first) if explorer.first else
+                                   f"No model found in `{explorer.weights_dir}`: train one with "
+                                   "`python -m pixelcnn.train` or load one from the Hub.", elem_id="model-status")
+        with gr.Tab("Class picker"):
+            picker = class_picker.layout(explorer)
+        with gr.Tab("Blind spot"):
+            field = blind_spot.layout()
+        with gr.Tab("Likelihood"):
+            lens = likelihood.layout(explorer)
+
+        def on_model(choice: str) -> dict:
+            model = explorer.model(choice)
+            return {model_status: explorer.describe(choice), **class_picker.model_changed(picker, model),
+                    **likelihood.model_changed(lens, explorer, choice, model)}
+
+        outputs = [model_status, *picker.model_outputs, *lens.model_outputs]
+        model_choice.change(on_model, model_choice, outputs, api_visibility="private")
+        hub_button.click(lambda repo, current: load_hub(explorer, repo, current), [hub_id, model_choice],
+                         [model_choice, model_status], api_name="load_hub")
+        class_picker.wire(picker, explorer, model_choice)
+        blind_spot.wire(field, demo)
+        likelihood.wire(lens, explorer, model_choice)
+    return demo
+
+
+def launch(weights: Path, host: str, port: int, share: bool) -> None:
+    """Build the app on a folder of models and serve it (queue of two jobs, bounded uploads)."""
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "5")  # an unreachable Hub fails fast
+    demo = build(Explorer(weights))
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", show_error=True, css=CSS)

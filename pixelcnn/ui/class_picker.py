@@ -1,0 +1,128 @@
+"""Class picker: choose a class and watch a grid of samples render, row by row or pixel by pixel."""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ..images import display_scale
+from ..sampling import stream
+from .common import (MAX_SAMPLES, PLAYBACK, SUBPIXEL_NOTE, gallery, play, progress_text, render_frame,
+                     save_png)
+from .models import Explorer, class_choices, sampling_condition
+
+RECENT = 6
+# the latest frame of each session's render, so that Stop can report and keep it: session -> (grid, text, label)
+_LAST_FRAME: dict[str, tuple[Any, str, str]] = {}
+
+
+@dataclass
+class ClassPickerTab:
+    class_name: gr.Dropdown
+    n_samples: gr.Slider
+    temperature: gr.Slider
+    seed: gr.Number
+    playback: gr.Radio
+    generate: gr.Button
+    stop: gr.Button
+    samples: gr.Image
+    progress: gr.Markdown
+    history: gr.Gallery
+    history_state: gr.State
+
+    @property
+    def model_outputs(self) -> list:
+        """What `model_changed` updates."""
+        return [self.class_name, self.samples, self.progress]
+
+
+def layout(explorer: Explorer) -> ClassPickerTab:
+    config = explorer.model(explorer.first).config if explorer.first else None
+    names = class_choices(config) if config else []
+    with gr.Row():
+        with gr.Column(scale=1):
+            class_name = gr.Dropdown(names, value=names[0] if names else None, label="Class",
+                                     allow_custom_value=True)
+            n_samples = gr.Slider(1, MAX_SAMPLES, value=8, step=1, label="Samples")
+            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
+                                    info="below 1: safer, plainer images. 0 is greedy decoding: always the most "
+                                         "likely value, which gives flat, identical images")
+            seed = gr.Number(value=0, precision=0, label="Seed", info="the seed alone fixes the pixels")
+            playback = gr.Radio(PLAYBACK, value=PLAYBACK[0], label="Playback", elem_id="playback",
+                                info="the model is faster than the eye: row by row and pixel by pixel slow the "
+                                     "display down, never the pixels")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                stop = gr.Button("Stop", elem_id="stop")
+        with gr.Column(scale=2):
+            samples = gr.Image(show_label=False, format="png", type="pil", buttons=["download"],
+                               elem_id="samples", interactive=False, elem_classes=["pixelated"])
+            progress = gr.Markdown(SUBPIXEL_NOTE, elem_id="progress")
+    history = gallery("Recent grids (seed in the caption)", "history")
+    return ClassPickerTab(class_name, n_samples, temperature, seed, playback, generate, stop, samples, progress,
+                          history, gr.State([]))
+
+
+def generate(explorer: Explorer, choice: str, name: str | None, n: float, temperature: float, seed: float,
+             recent: list, mode: str = PLAYBACK[0], request: gr.Request = None):
+    """Stream a grid of n samples: yields (grid, progress, gallery, gallery state)."""
+    model = explorer.model(choice)
+    cfg = model.config
+    n = int(n)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise gr.Error(f"ask for 1 to {MAX_SAMPLES} samples")
+    if temperature is None or not 0 <= float(temperature) <= 10:
+        raise gr.Error("temperature must lie between 0 and 10")
+    if mode not in PLAYBACK:
+        raise gr.Error(f"playback must be one of {PLAYBACK}")
+    cond = sampling_condition(model, name)
+    seed = int(seed or 0)
+    columns = math.ceil(math.sqrt(n))
+    scale = display_scale(cfg.width, columns)
+    every = cfg.image_channels if mode == "pixel by pixel" else None  # one event per pixel, or per row
+    events = stream(model, n, cond, seed=seed, temperature=float(temperature), every=every)
+    label = f"{name or 'sample'} · seed {seed}"
+    session = getattr(request, "session_hash", None) or "local"
+    for event in play(events, mode, cfg.height * cfg.width, n):
+        grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=scale, outline=mode == "pixel by pixel")
+        text = progress_text(event, n, cfg.image_channels, cfg.width)
+        _LAST_FRAME[session] = (grid, text, label)
+        if not event.finished:
+            yield grid, text, gr.skip(), gr.skip()
+    _LAST_FRAME.pop(session, None)
+    recent = ([(save_png(grid, "pixelcnn-samples-"), label)] + list(recent or []))[:RECENT]
+    yield grid, text + " · done", recent, recent
+
+
+def stopped(recent: list, request: gr.Request = None):
+    """After Stop: say where the render stopped and keep the partial grid in the gallery."""
+    session = getattr(request, "session_hash", None) or "local"
+    frame = _LAST_FRAME.pop(session, None)
+    if frame is None:
+        return gr.skip(), gr.skip(), gr.skip()
+    grid, text, label = frame
+    where = text.split(" · ")[1] if " · row " in text else text
+    recent = ([(save_png(grid, "pixelcnn-stopped-"), f"{label} · stopped")] + list(recent or []))[:RECENT]
+    return f"**Stopped at {where}.** {text}", recent, recent
+
+
+def model_changed(tab: ClassPickerTab, model) -> dict:
+    """Clear the old model's grid; offer the new model's classes."""
+    names = class_choices(model.config)
+    return {tab.class_name: gr.update(choices=names, value=names[0] if names else None),
+            tab.samples: None, tab.progress: SUBPIXEL_NOTE}
+
+
+def wire(tab: ClassPickerTab, explorer: Explorer, model_choice: gr.Dropdown) -> None:
+    # closures, not partials: Gradio reads the gr.Request type hint to pass the session
+    def on_generate(choice: str, name: str | None, n: float, temperature: float, seed: float, recent: list,
+                    mode: str = PLAYBACK[0], request: gr.Request = None):
+        yield from generate(explorer, choice, name, n, temperature, seed, recent, mode, request)
+
+    generation = tab.generate.click(
+        on_generate,
+        [model_choice, tab.class_name, tab.n_samples, tab.temperature, tab.seed, tab.history_state, tab.playback],
+        [tab.samples, tab.progress, tab.history, tab.history_state], api_name="generate", concurrency_limit=2)
+    tab.stop.click(stopped, tab.history_state, [tab.progress, tab.history, tab.history_state], cancels=[generation],
+                   api_visibility="private")

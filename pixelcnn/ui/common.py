@@ -1,0 +1,119 @@
+"""What the tabs share: playback pacing, progress text, picture files and the page's CSS."""
+
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+from PIL import Image
+
+from ..images import image_grid, outline_pixel
+from ..sampling import SampleProgress
+
+MAX_SAMPLES = 16          # images per request
+MIN_UPDATE_S = 0.12       # seconds between streamed images at full speed
+ROW_FRAME_S = 0.1         # row by row: each finished row stays on screen at least this long
+PIXEL_BUDGET_S = 8.0      # pixel by pixel: one image takes about this long; a grid goes faster
+PIXEL_FRAME_S = 0.05      # ...shown as a frame at most every 50 ms
+PLAYBACK = ["row by row", "pixel by pixel", "full speed"]
+SUBPIXEL_NOTE = ("A *sub-pixel* is one colour value of one pixel: the model writes R, then G, then B of each "
+                 "pixel, pixel after pixel in reading order.")
+
+# crisp, whole pixels everywhere; whole images in galleries; no toolbar over the pictures
+CSS = """
+img { image-rendering: pixelated; }
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+#history .thumbnail-item img, #growth .thumbnail-item img { object-fit: contain !important; }
+"""
+
+
+def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
+    """A gallery that shows whole images with their captions, pixelated."""
+    return gr.Gallery(label=label, columns=columns, height=260, object_fit="contain", elem_id=elem_id,
+                      allow_preview=True, elem_classes=["pixelated"], format="png")
+
+
+def save_png(picture: Image.Image, prefix: str) -> str:
+    handle = tempfile.NamedTemporaryFile(prefix=prefix, suffix=".png", delete=False)
+    picture.save(handle, format="PNG")
+    handle.close()
+    return handle.name
+
+
+def paced(events: Iterator[SampleProgress], frame_s: float) -> Iterator[SampleProgress]:
+    """Slow motion: pass on every event, each at least frame_s after the one before.
+
+    The cached sampler renders a small image in a fraction of a second, faster than a browser can
+    show the rows; pausing between events lets the user watch it. Stop cancels during a pause.
+    """
+    last = -math.inf
+    for event in events:
+        wait = frame_s - (time.perf_counter() - last)
+        if wait > 0:
+            time.sleep(wait)
+        last = time.perf_counter()
+        yield event
+
+
+def throttled(events: Iterator[SampleProgress], min_gap_s: float) -> Iterator[SampleProgress]:
+    """Full speed: drop events that come within min_gap_s of the last one shown (the last always shows).
+
+    Each update costs an image encoding and a message, so at most ~1 / min_gap_s a second.
+    """
+    shown = -math.inf
+    for event in events:
+        now = time.perf_counter()
+        if event.finished or now - shown >= min_gap_s:
+            shown = now
+            yield event
+
+
+def pixel_paced(events: Iterator[SampleProgress], pixels: int, images: int) -> Iterator[SampleProgress]:
+    """Pixel by pixel: one event per pixel, spread over about PIXEL_BUDGET_S (less for a grid),
+    shown as frames at most every PIXEL_FRAME_S; the last event always shows."""
+    per_pixel = PIXEL_BUDGET_S / pixels / math.sqrt(images)
+    start, shown = time.perf_counter(), -math.inf
+    for k, event in enumerate(events, start=1):
+        wait = start + k * per_pixel - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        now = time.perf_counter()
+        if event.finished or now - shown >= PIXEL_FRAME_S:
+            shown = now
+            yield event
+
+
+def play(events: Iterator[SampleProgress], mode: str, pixels: int, images: int) -> Iterator[SampleProgress]:
+    """The events of `stream` at the pace of a playback mode."""
+    if mode == "row by row":
+        return paced(events, ROW_FRAME_S)
+    if mode == "pixel by pixel":
+        return pixel_paced(events, pixels, images)
+    if mode == "full speed":
+        return throttled(events, MIN_UPDATE_S)
+    raise gr.Error(f"playback must be one of {PLAYBACK}")
+
+
+def current_pixel(event: SampleProgress, channels: int, width: int) -> tuple[int, int]:
+    """(row, column) of the pixel being written at this event (the last one when finished)."""
+    pixel = max(0, math.ceil(event.done / channels) - 1)
+    return divmod(pixel, width)
+
+
+def progress_text(event: SampleProgress, n: int, channels: int, width: int) -> str:
+    rate = event.done * n / max(event.elapsed, 1e-9)  # elapsed counts generation only: the model's rate
+    row, col = current_pixel(event, channels, width)
+    where = "" if event.finished else f" · row {row}, column {col}"
+    return (f"{event.done:,} of {event.total:,} sub-pixels per image{where} · {rate:,.0f} sub-pixels/s · "
+            f"{event.elapsed:.1f} s")
+
+
+def render_frame(event: SampleProgress, *, nrow: int, levels: int, scale: int, outline: bool) -> Image.Image:
+    """The grid of an event, with the pixel being written outlined while it renders."""
+    grid = image_grid(event.images, nrow=nrow, levels=levels, scale=scale)
+    if outline and not event.finished:
+        n, channels, height, width = event.images.shape
+        row, col = current_pixel(event, channels, width)
+        grid = outline_pixel(grid, row, col, scale=scale, image_size=(height, width), nrow=nrow, count=n)
+    return grid
