@@ -162,6 +162,50 @@ def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
     page.screenshot(path=str(ARTIFACTS / "blind-spot-gated.png"), full_page=True)
     assert original[1] != gated[1]
     assert "0 lie in its blind spot" in gated[0] and "0 lie in its blind spot" not in original[0]
+    # the layers slider alone redraws the map
+    page.locator("#layers input[type=range]").fill("2")
+    page.wait_for_function("document.querySelector('#field-text').innerText.includes('2 layers')", timeout=60_000)
+    page.wait_for_timeout(500)
+    assert page.get_attribute("#field img", "src") != gated[1]
+    page.close()
+
+
+def test_browser_pixel_by_pixel_playback_shows_the_current_pixel(server, browser):
+    page = open_with_grey_model(browser, server)
+    page.get_by_label("pixel by pixel").check()
+    page.evaluate("""() => { window.__readouts = [];
+        new MutationObserver(() => window.__readouts.push(document.querySelector('#progress').innerText))
+            .observe(document.querySelector('#progress'), {subtree: true, childList: true, characterData: true}); }""")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('done')", timeout=120_000)
+    srcs, readouts = page.evaluate("window.__srcs"), page.evaluate("window.__readouts")
+    assert len(srcs) >= 10, f"only {len(srcs)} frames for 256 pixels"
+    assert any("row 0, column" in r for r in readouts) and any("row 15, column" in r for r in readouts)
+    page.close()
+
+
+def test_browser_switching_the_model_leaves_nothing_of_the_old_one(server, browser):
+    page = open_with_grey_model(browser, server)
+    page.get_by_role("tab", name="Likelihood").click()
+    page.locator("#example input").click()
+    page.get_by_role("option", name="zero").click()
+    page.wait_for_timeout(1000)
+    page.click("#measure")
+    page.wait_for_function("document.querySelector('#score').innerText.includes('bits/dim')", timeout=60_000)
+    old = page.inner_text("#score")
+    assert "True label: zero" in old and page.locator("#model-view img").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "likelihood.png"), full_page=True)
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option", name=COLOUR).click()
+    page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('colours')",
+                           timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "after-model-switch.png"), full_page=True)
+    assert "bits/dim" not in page.inner_text("#score")
+    assert page.locator("#model-view img").count() == 0 and page.locator("#surprise img").count() == 0
+    assert page.input_value("#example input") == ""
+    page.click("#complete")  # the old image is gone: nothing to complete
+    page.wait_for_selector("text=measure an image first", timeout=30_000)
     page.close()
 
 
@@ -176,6 +220,8 @@ def test_browser_stop_cancels_a_running_generation(server, browser):
     progress = page.inner_text("#progress")
     page.screenshot(path=str(ARTIFACTS / "stopped.png"), full_page=True)
     assert "done" not in progress and "256 of 256" not in progress, f"the render went on after Stop: {progress}"
+    assert "Stopped at row" in progress, progress  # feedback, and the partial grid is kept
+    assert "stopped" in page.inner_text("#history")
     page.wait_for_timeout(1000)
     assert page.evaluate("window.__srcs.length") == stopped, "the image kept changing after Stop"
     # the server is free again: the next generation finishes

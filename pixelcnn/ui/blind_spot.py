@@ -123,11 +123,10 @@ def clicked_target(evt: gr.SelectData) -> tuple[int, int]:
 
 def wire(tab: BlindSpotTab, demo: gr.Blocks) -> None:
     tab.show.click(receptive_field, tab.inputs, tab.outputs, api_name="receptive_field")
-    # every control redraws the map: radios on change, sliders when released
-    for control in (tab.architecture, tab.kernel):
-        control.change(receptive_field, tab.inputs, tab.outputs, api_visibility="private")
-    for control in (tab.layers, tab.target_row, tab.target_col):
-        control.release(receptive_field, tab.inputs, tab.outputs, api_visibility="private")
+    # every control redraws the map; a slider dragged across many values redraws for the last one
+    for control in (tab.architecture, tab.kernel, tab.layers, tab.target_row, tab.target_col):
+        control.change(receptive_field, tab.inputs, tab.outputs, api_visibility="private",
+                       trigger_mode="always_last")
     tab.field_map.select(clicked_target, None, [tab.target_row, tab.target_col], api_visibility="private").then(
         receptive_field, tab.inputs, tab.outputs, api_visibility="private")
     demo.load(receptive_field, tab.inputs, tab.outputs, api_visibility="private")

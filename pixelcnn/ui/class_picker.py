@@ -124,5 +124,9 @@ def wire(tab: ClassPickerTab, explorer: Explorer, model_choice: gr.Dropdown) -> 
         on_generate,
         [model_choice, tab.class_name, tab.n_samples, tab.temperature, tab.seed, tab.history_state, tab.playback],
         [tab.samples, tab.progress, tab.history, tab.history_state], api_name="generate", concurrency_limit=2)
-    tab.stop.click(stopped, tab.history_state, [tab.progress, tab.history, tab.history_state], cancels=[generation],
-                   api_visibility="private")
+    def on_stopped(recent: list, request: gr.Request = None):
+        return stopped(recent, request)
+
+    # cancel first, then report: the report must come after the render's last frame
+    tab.stop.click(None, None, None, cancels=[generation], api_visibility="private").then(
+        on_stopped, tab.history_state, [tab.progress, tab.history, tab.history_state], api_visibility="private")

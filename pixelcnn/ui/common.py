@@ -30,8 +30,8 @@ img { image-rendering: pixelated; }
 
 def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
     """A gallery that shows whole images with their captions, pixelated."""
-    return gr.Gallery(label=label, columns=columns, height=260, object_fit="contain", elem_id=elem_id,
-                      allow_preview=True, elem_classes=["pixelated"], format="png")
+    return gr.Gallery(label=label, columns=columns, fit_columns=False, height=250, object_fit="contain",
+                      elem_id=elem_id, allow_preview=True, elem_classes=["pixelated"], format="png")
 
 
 def save_png(picture: Image.Image, prefix: str) -> str:
