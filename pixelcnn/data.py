@@ -35,6 +35,8 @@ HUB_DATASETS = {
                       "fashion_mnist/{split}-00000-of-00001.parquet"),
     "cifar10": ("uoft-cs/cifar10", "cifar10", "plain_text/{split}-00000-of-00001.parquet"),
 }
+# datasets built by the library from others, with conditions: name -> (module, function(split, data_dir, cache_dir))
+DERIVED_DATASETS = {"celeba-portraits": ("pixelcnn.faces", "portrait_dataset")}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 GREY_MODES = {"1", "L", "LA"}
 
@@ -275,6 +277,11 @@ def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | No
     vector_column: a parquet column of float vectors (an embedding per image) to condition on,
         read into `ImageDataset.vectors` and cached like the images.
     """
+    if source in DERIVED_DATASETS:
+        import importlib
+
+        module, function = DERIVED_DATASETS[source]
+        return getattr(importlib.import_module(module), function)(split, data_dir, cache_dir)
     data, files = _load_images(source, split, data_dir, cache_dir, use_cache)
     if vector_column is None:
         return data

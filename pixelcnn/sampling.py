@@ -226,11 +226,13 @@ def _check_given(model: GatedPixelCNN | PixelCNN, given: Tensor | None, n: int) 
 
 def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | None = None,
            temperature: float = 1.0, method: str = "cached", given: Tensor | None = None,
-           every: int | None = None) -> Iterator[SampleProgress]:
+           every: int | None = None, shared_noise: bool = False) -> Iterator[SampleProgress]:
     """Generate n images and yield a `SampleProgress` every `every` sub-pixels and at the end.
 
     Arguments are those of `sample`; `every` defaults to one row (W * C sub-pixels). The last event
     holds exactly what `sample` returns. Closing the generator stops the work at once.
+    shared_noise: every image uses the noise of image 0, so images differ only by their condition
+    (interpolation rows).
     """
     cfg = model.config
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -252,7 +254,8 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     # one condition for all, or one per image; raw or already h -> validated h, before any work
     h = model.encode_condition(model.condition.broadcast(cond, n), n)
     gen = torch.Generator().manual_seed(seed)
-    uniform = torch.rand(n, cfg.image_channels, cfg.height, cfg.width, generator=gen, dtype=torch.float64)
+    uniform = torch.rand(1 if shared_noise else n, cfg.image_channels, cfg.height, cfg.width, generator=gen,
+                         dtype=torch.float64).expand(n, -1, -1, -1)
     order = raster_order(cfg.image_channels, cfg.height, cfg.width)
     # one uniform per sub-pixel, indexed by raster position: (total, n)
     uniform = uniform.flatten(1)[:, order.flatten().argsort()].t().to(images.device, model.dtype)
@@ -294,3 +297,29 @@ def sample(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     *_, last = stream(model, n, cond, seed=seed, temperature=temperature, method=method, given=given,
                       every=model.config.num_subpixels)  # one event: the finished images
     return last.images
+
+
+def interpolate(model: GatedPixelCNN | PixelCNN, start, end, steps: int, *, seed: int | None = None,
+                temperature: float = 1.0, method: str = "cached", every: int | None = None
+                ) -> Iterator[SampleProgress]:
+    """A row of `steps` images whose condition moves linearly from `start` to `end`, streamed.
+
+    start, end: one condition each (a class id, a vector, or h). Every image uses the same noise, so
+    only the condition changes along the row: image 0 equals `sample(model, 1, start, seed=seed)` and
+    the last equals `sample(model, 1, end, seed=seed)`.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2 (both ends included), got {steps!r}")
+    ends = model.encode_condition(model.condition.broadcast(torch.stack([torch.as_tensor(start),
+                                                                         torch.as_tensor(end)]), 2), 2)
+    alpha = torch.linspace(0, 1, steps, dtype=ends.dtype, device=ends.device)[:, None]
+    row = (1 - alpha) * ends[0] + alpha * ends[1]
+    return stream(model, steps, row, seed=seed, temperature=temperature, method=method, every=every,
+                  shared_noise=True)
+
+
+def between(model: GatedPixelCNN | PixelCNN, start, end, alpha: float, **kwargs) -> Tensor:
+    """The image at `alpha` (0: start, 1: end) of an interpolation with the same seed: (1, C, H, W)."""
+    ends = model.encode_condition(model.condition.broadcast(torch.stack([torch.as_tensor(start),
+                                                                         torch.as_tensor(end)]), 2), 2)
+    return sample(model, 1, (1 - alpha) * ends[0] + alpha * ends[1], **kwargs)

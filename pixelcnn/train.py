@@ -89,6 +89,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                         eval_every=1000, sample_every=2000),
     "cifar10-class": dict(data="cifar10", out_dir="runs/cifar10-class", steps=20000, batch_size=32, lr=2e-3,
                           eval_every=1000, sample_every=2000),
+    "faces-portrait": dict(data="celeba-portraits", out_dir="runs/faces-portrait", steps=2000, batch_size=32,
+                           lr=2e-3, eval_every=250, eval_images=500, sample_every=1000),
     # seconds on a CPU: for smoke tests and trying the pipeline on any small dataset
     "tiny": dict(data="mnist", out_dir="runs/tiny", steps=50, batch_size=8, lr=3e-3, warmup_steps=5,
                  eval_every=25, eval_images=32, final_eval_images=64, sample_every=25, ckpt_every=25, log_every=5),

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import from_pretrained
 from ..hub import CheckpointError
-from . import blind_spot, class_picker, likelihood
+from . import blind_spot, class_picker, faces, likelihood
 from .common import CSS
 from .models import Explorer
 
@@ -50,6 +50,10 @@ def build(explorer: Explorer) -> gr.Blocks:
             field = blind_spot.layout()
         with gr.Tab("Likelihood"):
             lens = likelihood.layout(explorer)
+        with gr.Tab("Portraits from a photo"):
+            face_tab = faces.face_layout(explorer)
+        with gr.Tab("Morph two faces"):
+            morph_tab = faces.interpolation_layout(explorer)
 
         def on_model(choice: str) -> dict:
             model = explorer.model(choice)
@@ -63,6 +67,8 @@ def build(explorer: Explorer) -> gr.Blocks:
         class_picker.wire(picker, explorer, model_choice)
         blind_spot.wire(field, demo)
         likelihood.wire(lens, explorer, model_choice)
+        faces.face_wire(face_tab, explorer)
+        faces.interpolation_wire(morph_tab, explorer)
     return demo
 
 

@@ -1,0 +1,244 @@
+"""Face upload and interpolation: new portraits of a person from one photo, and one face morphing into
+another at a fixed seed (the paper's section 3.3). Uploads are processed in memory and not kept."""
+
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..faces import EMBEDDING_DIM, Face, default_embedder
+from ..images import UploadError, display_scale, image_grid, open_image
+from ..sampling import between, interpolate, stream
+from .common import MAX_SAMPLES, gallery, play, progress_text, render_frame
+from .models import Explorer
+
+PRIVACY = ("Photos are processed in memory for this request and not kept: nothing is written but the "
+           "request's temporary files.")
+MAX_STEPS = 10
+
+
+def portrait_model(explorer: Explorer):
+    """The first shipped model conditioned on face embeddings, or a clear error."""
+    for label, local in explorer.local.items():
+        cfg = local.config
+        if getattr(cfg, "conditioning", None) in ("vector", "spatial") and cfg.cond_dim == EMBEDDING_DIM:
+            return explorer.model(label)
+    raise gr.Error(f"no portrait model in {explorer.weights_dir}: it needs a model conditioned on "
+                   f"{EMBEDDING_DIM}-number face embeddings (weights/faces-portrait)")
+
+
+def face_examples(explorer: Explorer) -> dict[str, str]:
+    """Example faces shipped with the portrait model (photos of held-out people), by name."""
+    for label, local in explorer.local.items():
+        if getattr(local.config, "cond_dim", None) == EMBEDDING_DIM:
+            return explorer.examples(label)
+    return {}
+
+
+def read_face(explorer: Explorer, path: str | None, example: str | None) -> Face:
+    """The largest face of an uploaded photo or a shipped example; gr.Error if none."""
+    path = path or face_examples(explorer).get(example or "")
+    if not path:
+        raise gr.Error("upload a photo of a face, or pick an example")
+    try:
+        photo, notices = open_image(path)
+        face = default_embedder().embed(photo)
+    except UploadError as e:
+        raise gr.Error(f"cannot use this photo: {e}")
+    face.notices[:0] = notices
+    return face
+
+
+def photo_with_box(face: Face, width: int = 320) -> Image.Image:
+    """The photo (upright), scaled to `width`, with the detected face outlined."""
+    photo = face.photo.convert("RGB")
+    factor = width / photo.width
+    small = photo.resize((width, max(1, round(photo.height * factor))), Image.LANCZOS)
+    draw = ImageDraw.Draw(small)
+    draw.rectangle([round(v * factor) for v in face.box], outline=(40, 200, 255), width=3)
+    return small
+
+
+def face_note(face: Face) -> str:
+    notes = "; ".join(face.notices)
+    return f"Face found{' (' + notes + ')' if notes else ''}."
+
+
+@dataclass
+class FaceTab:
+    upload: gr.File
+    example: gr.Dropdown
+    n_samples: gr.Slider
+    temperature: gr.Slider
+    seed: gr.Number
+    generate: gr.Button
+    stop: gr.Button
+    photo: gr.Image
+    crop: gr.Image
+    portraits: gr.Image
+    progress: gr.Markdown
+
+
+def face_layout(explorer: Explorer) -> FaceTab:
+    gr.Markdown(f"Upload a photo of a face: the model draws new 32x32 portraits of that person, pixel by pixel, "
+                f"from the face embedding alone. {PRIVACY}")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="face-upload")
+            example = gr.Dropdown(list(face_examples(explorer)), value=None, label="…or an example face "
+                                  "(people the model never saw)", allow_custom_value=True, elem_id="face-example")
+            n_samples = gr.Slider(1, MAX_SAMPLES, value=8, step=1, label="Portraits")
+            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
+                                    info="0 is greedy decoding: flat, identical images")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            with gr.Row():
+                generate = gr.Button("Draw portraits", variant="primary", elem_id="face-generate")
+                stop = gr.Button("Stop", elem_id="face-stop")
+        with gr.Column(scale=2):
+            with gr.Row():
+                photo = gr.Image(label="The face found", type="pil", interactive=False, format="png", buttons=[])
+                crop = gr.Image(label="What the embedder sees", type="pil", interactive=False, format="png",
+                                buttons=[])
+            portraits = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
+                                 elem_id="face-portraits", elem_classes=["pixelated"])
+            progress = gr.Markdown(elem_id="face-progress")
+    return FaceTab(upload, example, n_samples, temperature, seed, generate, stop, photo, crop, portraits, progress)
+
+
+def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n: float, temperature: float,
+                   seed: float):
+    """Stream (photo with box, aligned crop, portraits grid, progress) for one face."""
+    model = portrait_model(explorer)
+    cfg = model.config
+    n = int(n)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise gr.Error(f"ask for 1 to {MAX_SAMPLES} portraits")
+    face = read_face(explorer, path, example)
+    columns = math.ceil(math.sqrt(n))
+    scale = display_scale(cfg.width, columns)
+    events = stream(model, n, torch.from_numpy(face.embedding), seed=int(seed or 0),
+                    temperature=float(temperature or 0))
+    boxed, note = photo_with_box(face), face_note(face)
+    for event in play(events, "row by row", cfg.height * cfg.width, n):
+        grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=scale, outline=False)
+        text = f"{note} {progress_text(event, n, cfg.image_channels, cfg.width)}"
+        yield boxed, face.crop, grid, text + (" · done" if event.finished else "")
+
+
+def face_wire(tab: FaceTab, explorer: Explorer) -> None:
+    def on_generate(path: str | None, example: str | None, n: float, temperature: float, seed: float):
+        yield from draw_portraits(explorer, path, example, n, temperature, seed)
+
+    run = tab.generate.click(on_generate, [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed],
+                             [tab.photo, tab.crop, tab.portraits, tab.progress], api_name="portraits",
+                             concurrency_limit=2)
+    tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
+    tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
+
+
+# ------------------------------------------------------------------------------------ interpolation
+@dataclass
+class InterpolationTab:
+    upload_a: gr.File
+    example_a: gr.Dropdown
+    upload_b: gr.File
+    example_b: gr.Dropdown
+    steps: gr.Slider
+    seed: gr.Number
+    generate: gr.Button
+    stop: gr.Button
+    faces: gr.Image
+    row: gr.Image
+    progress: gr.Markdown
+    alpha: gr.Slider
+    single: gr.Image
+
+
+def interpolation_layout(explorer: Explorer) -> InterpolationTab:
+    names = list(face_examples(explorer))
+    gr.Markdown("Two faces, one seed: every portrait in the row uses the same random numbers, and only the "
+                f"embedding moves from the first person to the second. {PRIVACY}")
+    with gr.Row():
+        with gr.Column():
+            upload_a = gr.File(label="First face", file_types=["image"], type="filepath", elem_id="face-a")
+            example_a = gr.Dropdown(names, value=names[0] if names else None, label="…or an example",
+                                    allow_custom_value=True, elem_id="example-a")
+        with gr.Column():
+            upload_b = gr.File(label="Second face", file_types=["image"], type="filepath", elem_id="face-b")
+            example_b = gr.Dropdown(names, value=names[1] if len(names) > 1 else None, label="…or an example",
+                                    allow_custom_value=True, elem_id="example-b")
+        with gr.Column():
+            steps = gr.Slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            with gr.Row():
+                generate = gr.Button("Morph", variant="primary", elem_id="morph")
+                stop = gr.Button("Stop", elem_id="morph-stop")
+    faces = gr.Image(label="The two faces found", type="pil", interactive=False, format="png", buttons=[])
+    row = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
+                   elem_id="morph-row", elem_classes=["pixelated"])
+    progress = gr.Markdown(elem_id="morph-progress")
+    with gr.Row():
+        alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
+                          elem_id="alpha")
+        single = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=[],
+                          elem_id="morph-single", elem_classes=["pixelated"])
+    return InterpolationTab(upload_a, example_a, upload_b, example_b, steps, seed, generate, stop, faces, row,
+                            progress, alpha, single)
+
+
+def two_faces(explorer: Explorer, a: tuple, b: tuple) -> tuple[Face, Face, Image.Image]:
+    first, second = read_face(explorer, *a), read_face(explorer, *b)
+    side = [photo_with_box(f, 200) for f in (first, second)]
+    canvas = Image.new("RGB", (side[0].width + side[1].width + 10, max(s.height for s in side)), (255, 255, 255))
+    canvas.paste(side[0], (0, 0))
+    canvas.paste(side[1], (side[0].width + 10, 0))
+    return first, second, canvas
+
+
+def morph(explorer: Explorer, path_a: str | None, example_a: str | None, path_b: str | None,
+          example_b: str | None, steps: float, seed: float):
+    """Stream (both faces, the interpolation row, progress)."""
+    model = portrait_model(explorer)
+    cfg = model.config
+    steps = int(steps)
+    if not 2 <= steps <= MAX_STEPS:
+        raise gr.Error(f"choose 2 to {MAX_STEPS} steps")
+    first, second, canvas = two_faces(explorer, (path_a, example_a), (path_b, example_b))
+    events = interpolate(model, torch.from_numpy(first.embedding), torch.from_numpy(second.embedding), steps,
+                         seed=int(seed or 0))
+    scale = display_scale(cfg.width, steps, target=900)
+    for event in play(events, "row by row", cfg.height * cfg.width, steps):
+        grid = image_grid(event.images, nrow=steps, levels=cfg.levels, scale=scale)
+        text = progress_text(event, steps, cfg.image_channels, cfg.width)
+        yield canvas, grid, text + (" · done" if event.finished else "")
+
+
+def at_alpha(explorer: Explorer, path_a: str | None, example_a: str | None, path_b: str | None,
+             example_b: str | None, alpha: float, seed: float) -> Image.Image:
+    """The portrait at one point between the two faces, with the row's seed."""
+    model = portrait_model(explorer)
+    first, second = read_face(explorer, path_a, example_a), read_face(explorer, path_b, example_b)
+    image = between(model, torch.from_numpy(first.embedding), torch.from_numpy(second.embedding),
+                    float(np.clip(alpha, 0, 1)), seed=int(seed or 0))
+    return image_grid(image, nrow=1, levels=model.config.levels, padding=0,
+                      scale=display_scale(model.config.width, target=256, padding=0))
+
+
+def interpolation_wire(tab: InterpolationTab, explorer: Explorer) -> None:
+    faces_in = [tab.upload_a, tab.example_a, tab.upload_b, tab.example_b]
+
+    def on_morph(path_a, example_a, path_b, example_b, steps: float, seed: float):
+        yield from morph(explorer, path_a, example_a, path_b, example_b, steps, seed)
+
+    def on_alpha(path_a, example_a, path_b, example_b, alpha: float, seed: float):
+        return at_alpha(explorer, path_a, example_a, path_b, example_b, alpha, seed)
+
+    run = tab.generate.click(on_morph, [*faces_in, tab.steps, tab.seed], [tab.faces, tab.row, tab.progress],
+                             api_name="interpolate", concurrency_limit=2)
+    tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
+    tab.alpha.release(on_alpha, [*faces_in, tab.alpha, tab.seed], tab.single, api_name="between")
+    for upload, example in ((tab.upload_a, tab.example_a), (tab.upload_b, tab.example_b)):
+        upload.upload(lambda: None, None, example, api_visibility="private")

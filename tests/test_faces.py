@@ -1,0 +1,109 @@
+"""The face embedder (dlib's pretrained networks), portrait sampling and interpolation."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixelcnn import GatedPixelCNN, PixelCNNConfig, sample
+from pixelcnn.faces import EMBEDDING_DIM, NoFaceError, default_embedder, portraits, split_people
+from pixelcnn.sampling import between, interpolate
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTRAITS = ROOT.parent / "shared" / "data" / "celeba_faces64" / "data" / "all-00000-of-00001.parquet"
+
+
+def celeba_crops(people: int = 3, per_person: int = 3) -> dict[int, list[np.ndarray]]:
+    """A few 64x64 crops of a few people, from the shared data."""
+    if not PORTRAITS.is_file():
+        pytest.skip("needs ../shared/data/celeba_faces64")
+    import pyarrow.parquet as pq
+
+    from pixelcnn.data import decode_image
+
+    table = pq.read_table(PORTRAITS, columns=["image", "label"]).slice(0, 600).to_pylist()
+    by_person: dict[int, list[np.ndarray]] = {}
+    for row in table:
+        by_person.setdefault(row["label"], []).append(decode_image(row["image"]["bytes"], "crop"))
+    chosen = [p for p, crops in by_person.items() if len(crops) >= per_person][:people]
+    return {p: by_person[p][:per_person] for p in chosen}
+
+
+def photo_with(crop: np.ndarray, size=(900, 700), at=(500, 300), face_px: int = 160) -> Image.Image:
+    photo = Image.new("RGB", size, (110, 120, 130))
+    photo.paste(Image.fromarray(crop).resize((face_px, face_px), Image.BICUBIC), at)
+    return photo
+
+
+def test_one_persons_crops_are_closer_than_other_peoples():
+    crops = celeba_crops()
+    embedder = default_embedder()
+    vectors = {p: [embedder.embed_crop(c)[0] for c in cs] for p, cs in crops.items()}
+    same = [np.linalg.norm(a - b) for vs in vectors.values() for i, a in enumerate(vs) for b in vs[i + 1:]]
+    people = list(vectors)
+    other = [np.linalg.norm(a - b) for i, p in enumerate(people) for q in people[i + 1:]
+             for a in vectors[p] for b in vectors[q]]
+    assert np.mean(same) < np.mean(other) - 0.1, (np.mean(same), np.mean(other))
+    assert all(v.shape == (EMBEDDING_DIM,) for vs in vectors.values() for v in vs)
+
+
+def test_photos_the_embedder_must_handle():
+    crop = next(iter(celeba_crops(1, 1).values()))[0]
+    embedder = default_embedder()
+    upright = embedder.embed(photo_with(crop))
+    left, top, right, bottom = upright.box
+    assert 480 <= left and right <= 680 and 280 <= top and bottom <= 480  # the face where it was pasted
+    assert upright.crop.size == (150, 150) and upright.faces_found == 1
+    # a tiny face in a large photo, greyscale, sideways
+    tiny = embedder.embed(photo_with(crop, size=(1600, 1200), at=(1200, 900), face_px=96))
+    grey = embedder.embed(photo_with(crop).convert("L"))
+    sideways = embedder.embed(photo_with(crop).rotate(90, expand=True))
+    assert "turned" in " ".join(sideways.notices)
+    for face in (tiny, grey, sideways):
+        assert np.linalg.norm(face.embedding - upright.embedding) < 0.3
+    # two faces: the largest is used, and the caller learns it
+    two = photo_with(crop)
+    two.paste(Image.fromarray(crop).resize((100, 100)), (50, 50))
+    both = embedder.embed(two)
+    assert both.faces_found == 2 and "largest" in " ".join(both.notices) and both.box[0] >= 480
+    with pytest.raises(NoFaceError, match="no face found"):
+        embedder.embed(Image.new("RGB", (300, 200), (90, 90, 90)))
+
+
+def test_the_people_split_keeps_held_out_people_out_of_training():
+    labels = np.repeat(np.arange(60), 12)
+    train, test = split_people(labels, held_out=25)
+    assert len(test) == 25 and not train & test and train | test == set(range(60))
+    assert split_people(labels, held_out=25) == (train, test)  # fixed by the seed
+
+
+@pytest.fixture(scope="module")
+def portrait_model() -> GatedPixelCNN:
+    torch.manual_seed(0)
+    config = PixelCNNConfig(image_channels=3, image_size=6, hidden_channels=12, n_layers=3, head_channels=12,
+                            conditioning="vector", cond_dim=EMBEDDING_DIM)
+    return GatedPixelCNN(config).eval()
+
+
+def test_portraits_from_a_photo_are_deterministic_for_a_seed(portrait_model):
+    crop = next(iter(celeba_crops(1, 1).values()))[0]
+    photo = photo_with(crop)
+    face, events = portraits(portrait_model, photo, 3, seed=5)
+    *_, first = events
+    _, again = portraits(portrait_model, face.embedding, 3, seed=5)
+    *_, second = again
+    assert torch.equal(first.images, second.images)
+    assert torch.equal(first.images, sample(portrait_model, 3, torch.from_numpy(face.embedding), seed=5))
+
+
+def test_interpolation_ends_equal_sampling_with_each_end(portrait_model):
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(EMBEDDING_DIM, generator=gen), torch.randn(EMBEDDING_DIM, generator=gen)
+    *_, row = interpolate(portrait_model, a, b, 5, seed=9)
+    assert torch.equal(row.images[0], sample(portrait_model, 1, a, seed=9)[0])
+    assert torch.equal(row.images[-1], sample(portrait_model, 1, b, seed=9)[0])
+    assert torch.equal(between(portrait_model, a, b, 0.5, seed=9)[0], row.images[2])
+    with pytest.raises(ValueError, match="steps"):
+        interpolate(portrait_model, a, b, 1)
