@@ -1,0 +1,89 @@
+"""The app's handlers, called as functions: no server, no browser."""
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+
+import pixelcnn
+from pixelcnn.images import image_grid
+from pixelcnn.ui import Explorer
+from pixelcnn.ui import blind_spot, class_picker, likelihood
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory) -> Explorer:
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    for name, channels in (("grey", 1), ("mnist-class", 1)):
+        config = pixelcnn.PixelCNNConfig(image_channels=channels, image_size=6, hidden_channels=6, n_layers=2,
+                                         head_channels=6, conditioning="class", num_classes=2,
+                                         class_names=["a", "b"])
+        pixelcnn.GatedPixelCNN(config).save_pretrained(root / name)
+        (root / name / "examples").mkdir()
+        image_grid(torch.randint(0, 256, (1, 1, 6, 6)), nrow=1, padding=0).save(root / name / "examples" / "a.png")
+    (root / "mnist-class" / "metrics.json").write_text('{"test_bpd": 1.5, "dataset": "mnist"}')
+    return Explorer(root)
+
+
+def test_the_app_opens_on_the_digits_model_and_says_what_it_is(explorer):
+    assert explorer.first.startswith("mnist-class")
+    line = explorer.describe(explorer.first)
+    assert "Test bits/dim **1.500**" in line and "trained on a CPU" in line
+
+
+def test_generate_streams_rows_and_ends_with_a_gallery_entry(explorer):
+    events = list(class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [], "full speed"))
+    grid, text, gallery, state = events[-1]
+    assert "36 of 36 sub-pixels" in text and "done" in text and len(state) == 1 and state[0][1] == "b · seed 3"
+    again = list(class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [], "pixel by pixel"))
+    assert len(again) >= 2 and "row" in again[0][1]
+    assert again[-1][0].tobytes() == grid.tobytes()  # the playback changes no pixel
+    with pytest.raises(gr.Error, match="pick a class"):
+        list(class_picker.generate(explorer, explorer.first, "z", 2, 1.0, 3, []))
+    with pytest.raises(gr.Error, match="1 to 16"):
+        list(class_picker.generate(explorer, explorer.first, "a", 17, 1.0, 3, []))
+
+
+def test_stop_reports_the_row_and_keeps_the_partial_grid(explorer):
+    events = class_picker.generate(explorer, explorer.first, "a", 2, 1.0, 0, [], "row by row")
+    next(events)  # one row shown, then the user stops
+    events.close()
+    text, gallery, _ = class_picker.stopped([])
+    assert text.startswith("**Stopped at row") and gallery[0][1].endswith("stopped")
+    assert class_picker.stopped([]) == (gr.skip(), gr.skip(), gr.skip())  # nothing left to report
+
+
+def test_a_model_switch_clears_every_output_of_the_old_model(explorer):
+    model = explorer.model(explorer.first)
+    lens = likelihood.LikelihoodTab(*[object() for _ in range(13)])
+    updates = likelihood.model_changed(lens, explorer, explorer.first, model)
+    assert set(updates) == set(lens.model_outputs)
+    for component in (lens.model_view, lens.surprise, lens.distribution, lens.completion, lens.state, lens.upload):
+        assert updates[component] is None
+
+
+def test_measure_gives_bits_top_classes_true_label_and_warnings(explorer, tmp_path):
+    example = explorer.examples(explorer.first)["a"]
+    view, heat, text, state, plot = likelihood.measure(explorer, explorer.first, example, None, "a")
+    assert "bits/dim" in text and "True label: **a**" in text and "Most likely classes" in text
+    assert state["x"].shape == (1, 1, 6, 6) and heat.width > view.width  # the colour bar
+    if float(text.split("###")[1].split()[0]) > 8:
+        assert "far outside what the model learnt" in text
+    square = tmp_path / "square.png"
+    image_grid(torch.randint(0, 256, (1, 1, 30, 30)), nrow=1, padding=0).save(square)
+    text = likelihood.measure(explorer, explorer.first, str(square), None)[2]
+    assert "30x30 resized to 6x6" in text and "centre-cropped" not in text
+    frames = list(likelihood.complete(explorer, state, 3, 0))
+    assert len(frames) >= 2 and frames[-1].width > frames[-1].height  # the original beside the completion
+    with pytest.raises(gr.Error, match="measure an image first"):
+        list(likelihood.complete(explorer, None, 3, 0))
+
+
+def test_the_blind_spot_handler_answers_every_control():
+    picture, text, steps = blind_spot.receptive_field("Original PixelCNN", 3, 5, 8, 5)
+    assert "3 layers, 5x5" in text and len(steps) == 3
+    assert picture.width == blind_spot.FIELD_SIZE * blind_spot.MAP_SCALE
+    with pytest.raises(gr.Error):
+        blind_spot.receptive_field("Gated PixelCNN", 30, 3, 8, 5)
