@@ -26,6 +26,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 GREY = "digits (16x16x1, 6 layers, 1.234 bits/dim)"
 COLOUR = "colours (10x10x3, 3 layers, bits/dim not measured)"
+SHARED_FACES = ROOT.parent / "shared" / "data" / "celeba_faces64" / "data" / "all-00000-of-00001.parquet"
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -58,7 +59,36 @@ def weights(tmp_path_factory) -> Path:
         x = torch.randint(0, 256, (1, config.image_channels, config.height, config.width))
         image_grid(x, nrow=1, padding=0).save(examples / f"{config.class_names[0]}.png")
     (root / "digits" / "metrics.json").write_text('{"test_bpd": 1.234, "dataset": "digits"}\n')
+    # a small portrait model conditioned on 128-number face embeddings, with two example faces
+    faces = pixelcnn.PixelCNNConfig(image_channels=3, image_size=8, hidden_channels=12, n_layers=3,
+                                    head_channels=12, conditioning="vector", cond_dim=128)
+    pixelcnn.GatedPixelCNN(faces).save_pretrained(root / "faces")
+    (root / "faces" / "examples").mkdir()
+    for k, crop in enumerate(face_crops(2)):
+        Image.fromarray(crop).resize((128, 128)).save(root / "faces" / "examples" / f"person-{k}.png")
     return root
+
+
+def face_crops(n: int) -> list[np.ndarray]:
+    """n face crops of different people from the shared data (empty without it: face tests skip)."""
+    path = SHARED_FACES
+    if not path.is_file():
+        return []
+    import pyarrow.parquet as pq
+
+    from pixelcnn.data import decode_image
+    rows = pq.read_table(path, columns=["image", "label"]).slice(0, 50).to_pylist()
+    crops, seen = [], set()
+    for row in rows:
+        if row["label"] not in seen and len(crops) < n:
+            seen.add(row["label"])
+            crops.append(decode_image(row["image"]["bytes"], "crop"))
+    return crops
+
+
+def needs_faces():
+    if not SHARED_FACES.is_file():
+        pytest.skip("needs ../shared/data/celeba_faces64 for example faces")
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +380,46 @@ def test_an_unreachable_hub_repo_is_a_message_not_a_crash(client):
     result = client.predict("someone/not-a-pixelcnn", api_name="/load_hub")
     assert "Could not load" in result[1] and "unreachable" in result[1]
     assert "blind spot" in client.predict("Gated PixelCNN", 2, 3, 3, 3, api_name="/receptive_field")[1]
+
+
+# ------------------------------------------------------------------------------------ faces
+def test_browser_portraits_and_morph_render_live(server, browser):
+    needs_faces()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#generate", timeout=60_000)
+    page.get_by_role("tab", name="Portraits from a photo").click()
+    page.locator("#face-example input").click()
+    page.get_by_role("option", name="person-0").click()
+    page.evaluate(SRC_RECORDER, "#face-portraits")
+    page.click("#face-generate")
+    page.wait_for_function("document.querySelector('#face-progress').innerText.includes('done')", timeout=120_000)
+    assert len(page.evaluate("window.__srcs")) >= 4  # 8 rows, each shown: the portraits render live
+    assert "Face found" in page.inner_text("#face-progress")
+    page.screenshot(path=str(ARTIFACTS / "portraits.png"), full_page=True)
+
+    page.get_by_role("tab", name="Morph two faces").click()
+    page.evaluate(SRC_RECORDER, "#morph-row")
+    page.click("#morph")
+    page.wait_for_function("document.querySelector('#morph-progress').innerText.includes('done')",
+                           timeout=120_000)
+    assert len(page.evaluate("window.__srcs")) >= 4
+    page.screenshot(path=str(ARTIFACTS / "morph.png"), full_page=True)
+    page.close()
+
+
+def test_portraits_through_the_api(client, weights, tmp_path):
+    needs_faces()
+    example = weights / "faces" / "examples" / "person-0.png"
+    first = client.predict(handle_file(str(example)), None, 4, 1.0, 3, api_name="/portraits")
+    again = client.predict(handle_file(str(example)), None, 4, 1.0, 3, api_name="/portraits")
+    assert "done" in first[3] and read_bytes(first[2]) == read_bytes(again[2])
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (400, 300), (120, 120, 120)).save(blank)
+    with pytest.raises(AppError, match="no face found"):
+        client.predict(handle_file(str(blank)), None, 4, 1.0, 3, api_name="/portraits")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(bad_uploads(tmp_path)["notes.png"])), None, 4, 1.0, 3, api_name="/portraits")
+    # the server answers the next request, and the morph's ends are the two people
+    row = client.predict(None, "person-0", None, "person-1", 3, 0, api_name="/interpolate")
+    assert "done" in row[2]

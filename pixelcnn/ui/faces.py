@@ -83,8 +83,8 @@ class FaceTab:
 
 
 def face_layout(explorer: Explorer) -> FaceTab:
-    gr.Markdown(f"Upload a photo of a face: the model draws new 32x32 portraits of that person, pixel by pixel, "
-                f"from the face embedding alone. {PRIVACY}")
+    gr.Markdown(f"Upload a photo of a face: the model draws new portraits of that person, pixel by pixel, "
+                f"from the face embedding alone (the paper's section 3.3). {PRIVACY}")
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="face-upload")
@@ -240,5 +240,6 @@ def interpolation_wire(tab: InterpolationTab, explorer: Explorer) -> None:
                              api_name="interpolate", concurrency_limit=2)
     tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
     tab.alpha.release(on_alpha, [*faces_in, tab.alpha, tab.seed], tab.single, api_name="between")
+    run.then(on_alpha, [*faces_in, tab.alpha, tab.seed], tab.single, api_visibility="private")
     for upload, example in ((tab.upload_a, tab.example_a), (tab.upload_b, tab.example_b)):
         upload.upload(lambda: None, None, example, api_visibility="private")
