@@ -226,17 +226,22 @@ def _hub_files(repo: str, local_name: str, pattern: str | None, split: str, data
                     return found
         raise DatasetError(f"no local copy of {repo} ({split} split) under {data_dir}: expected "
                            f"{data_dir / local_name / (pattern or '...').format(split=split)}")
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, constants, hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from .hub import hub_reachable
+    local_only = constants.HF_HUB_OFFLINE or not hub_reachable()  # fail fast offline, or use the cache
     try:
         if pattern is None:
+            if local_only:
+                raise LocalEntryNotFoundError(f"cannot list the files of {repo} offline")
             names = [n for n in HfApi().list_repo_files(repo, repo_type="dataset")
                      if n.endswith(".parquet") and _is_split_file(Path(n), split)]
             if not names:
                 raise DatasetError(f"Hub dataset {repo} has no parquet files for split {split!r}")
         else:
             names = [pattern.format(split=split)]
-        return [Path(hf_hub_download(repo, n, repo_type="dataset")) for n in names]
+        return [Path(hf_hub_download(repo, n, repo_type="dataset", local_files_only=local_only)) for n in names]
     except DatasetError:
         raise
     except RepositoryNotFoundError as e:

@@ -37,6 +37,26 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be found, fetched or loaded into this model."""
 
 
+def hub_reachable(timeout_s: float = HUB_ETAG_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hub's endpoint opens within `timeout_s`.
+
+    huggingface_hub retries a failed connection five times with back-off (about 25 s); asking once
+    first lets an offline machine fail in seconds and fall back to the local cache.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def resolve_file(model_id: str | Path, filename: str, *, revision: str | None = None,
                  cache_dir: str | Path | None = None, force_download: bool = False,
                  token: str | bool | None = None, local_files_only: bool = False) -> str:
@@ -48,6 +68,10 @@ def resolve_file(model_id: str | Path, filename: str, *, revision: str | None = 
         if not os.path.isfile(path):
             raise CheckpointError(f"{model_id!r} is not a PixelCNN checkpoint folder: it has no {filename}")
         return path
+    from huggingface_hub import constants
+
+    if not (local_files_only or constants.HF_HUB_OFFLINE) and not hub_reachable():
+        local_files_only = True  # fail fast: only a cached copy can answer
     try:
         return hf_hub_download(repo_id=model_id, filename=filename, revision=revision, cache_dir=cache_dir,
                                force_download=force_download, token=token, local_files_only=local_files_only,

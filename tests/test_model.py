@@ -196,3 +196,20 @@ def test_runs_on_cuda():
     model = GatedPixelCNN(config).cuda()
     x = random_images(config, 2).cuda()
     assert model.bits_per_dim(x, torch.tensor([0, 1]).cuda()).is_cuda
+
+
+def test_an_unreachable_hub_fails_within_seconds(tmp_path):
+    """No retries with back-off against a Hub that cannot be reached: the error comes at once."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    code = ("import pixelcnn\ntry:\n    pixelcnn.from_pretrained('nobody/nothing')\n"
+            "except pixelcnn.CheckpointError as e:\n    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path))  # a closed port: connection refused
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "unreachable" in result.stdout, result.stdout + result.stderr
+    assert time.perf_counter() - start < 10
