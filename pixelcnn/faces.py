@@ -291,3 +291,75 @@ def evaluate_portraits(model, twin, test, *, per_person: int = 8, seed: int = 0,
     result.update(interpolation_neighbour_change=float(np.mean(shared)),
                   independent_neighbour_change=float(np.mean(independent)), interpolation_rows=rows)
     return result, drawn
+
+
+# ------------------------------------------------------------------------------------ command line
+def held_out_examples(data_dir: str | Path, folder: Path, count: int = 8) -> None:
+    """One 64x64 photo of each of `count` held-out people, as the app's example faces."""
+    from .data import load_dataset
+
+    raw = load_dataset(f"parquet:{(Path(data_dir) / PORTRAIT_FILE).resolve()}", "all")
+    _, held_out = split_people(raw.labels.numpy())
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, person in enumerate(sorted(held_out)[:count]):
+        index = int((raw.labels == person).nonzero()[0, 0])
+        Image.fromarray(raw.images[index].permute(1, 2, 0).numpy()).save(folder / f"person-{k + 1}.png")
+
+
+def portrait_figures(model, test, drawn, per_person: int, folder: Path, people: int = 6, seed: int = 0) -> None:
+    """samples.png: for a few held-out people, the photo that conditions and 8 portraits; and
+    interpolation.png: rows between pairs of people at one seed (the paper's Figures 4 and 5)."""
+    import torch
+
+    from .images import image_grid
+    from .sampling import interpolate
+
+    ids = sorted(set(test.labels.tolist()))
+    rows = []
+    for k, person in enumerate(ids[:people]):
+        photo = test.images[int((test.labels == person).nonzero()[0, 0])][None].long()
+        rows.append(torch.cat([photo, drawn[k * per_person:(k + 1) * per_person].cpu()]))
+    image_grid(torch.cat(rows), nrow=per_person + 1, scale=3).save(folder / "samples.png")
+    lines = []
+    for r in range(4):
+        a = test.vectors[int((test.labels == ids[2 * r]).nonzero()[0, 0])]
+        b = test.vectors[int((test.labels == ids[2 * r + 1]).nonzero()[0, 0])]
+        *_, row = interpolate(model, a, b, 8, seed=seed + r)
+        lines.append(row.images.cpu())
+    image_grid(torch.cat(lines), nrow=8, scale=3).save(folder / "interpolation.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m pixelcnn.faces MODEL TWIN --data_dir DIR: measure a portrait model on held-out people,
+    write the figures to `portraits` in MODEL/metrics.json, and the example faces and pictures."""
+    import argparse
+    import json
+
+    import torch
+
+    from . import from_pretrained
+    from .hub import METRICS_NAME, read_metrics
+
+    parser = argparse.ArgumentParser(prog="python -m pixelcnn.faces", description=main.__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("twin", type=Path, help="the unconditional twin of the same size and budget")
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--per_person", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, twin = from_pretrained(args.model), from_pretrained(args.twin)
+    test = portrait_dataset("test", args.data_dir)
+    result, drawn = evaluate_portraits(model, twin, test, per_person=args.per_person)
+    metrics = read_metrics(args.model) or {}
+    metrics["portraits"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+    held_out_examples(args.data_dir, args.model / "examples")
+    portrait_figures(model, test, drawn, args.per_person, args.model)
+    print(json.dumps(metrics["portraits"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -406,7 +406,7 @@ A {kind}{name} (van den Oord et al., 2016) trained with `python -m pixelcnn.trai
 | torch | {metrics['torch']} |
 
 The figures come from `metrics.json` beside the weights, written by the training run.
-
+{card_extras(metrics)}
 ## History
 
 Each run continued from the weights of the one before (`--init_from`) with a fresh optimiser and
@@ -422,6 +422,32 @@ Model config:
 {model_config.to_json()}
 ```
 """
+
+
+def card_extras(metrics: dict[str, Any]) -> str:
+    """Sections for measurements added to metrics.json after training (sample recognition, portraits)."""
+    parts = []
+    if "recognised" in metrics:
+        r = metrics["recognised"]
+        parts.append(f"\n**Samples that read as their class**: {r['rate']:.1%} of {r['samples']} class-conditional "
+                     f"samples (temperature {r['temperature']:g}, seed {r['seed']}) are recognised as the class "
+                     f"asked for by a small MNIST classifier ({r['classifier_test_accuracy']:.1%} on the test split; "
+                     f"`classifier/`, `pixelcnn.evaluation`).\n")
+    if "portraits" in metrics:
+        p = metrics["portraits"]
+        parts.append(f"""
+**On {p['people']} held-out people** ({p['images']} photos never seen in training):
+
+| measurement | value |
+|---|---|
+| test bits/dim given the person's own embedding | **{p['bpd_own']:.4f}** |
+| ... given another held-out person's embedding | {p['bpd_mismatched']:.4f} |
+| ... of the unconditional twin (same size and budget) | {p['bpd_unconditional']:.4f} |
+| portraits identified as their person (top-1 among {p['people']}) | {p['identification_top1']:.1%} (chance {p['identification_chance']:.1%}; real 32x32 photos {p['identification_real_32px']:.1%}) |
+| mean pixel change between neighbours of an interpolation row, one seed | {p['interpolation_neighbour_change']:.1f} |
+| ... with independent seeds | {p['independent_neighbour_change']:.1f} |
+""")
+    return "".join(parts)
 
 
 def write_export(model: nn.Module, folder: Path, metrics: dict[str, Any], title: str) -> None:
@@ -492,7 +518,8 @@ class Trainer:
         saved = PixelCNNConfig.from_dict(checkpoint["model_config"])
         if saved != model_config:
             raise TrainingError(f"--resume: the model config differs from the checkpoint's ({saved.to_json()})")
-        self.history = checkpoint.get("history", [])
+        # a run started with --init_from before histories were checkpointed takes its start's history
+        self.history = checkpoint.get("history") or initial_history(self.cfg.init_from)
         return checkpoint
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
@@ -501,7 +528,6 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.step, self.epoch, self.position = checkpoint["step"], checkpoint["epoch"], checkpoint["position"]
         self.elapsed_before = checkpoint["elapsed"]
-        self.history = checkpoint.get("history", [])
         rng = checkpoint["rng"]
         torch.set_rng_state(rng["torch"])
         random.setstate(tuple(_to_python(rng["python"])))
@@ -670,6 +696,13 @@ def train(cfg: TrainConfig, model_config: PixelCNNConfig, argv: list[str] | None
     return Trainer(cfg, model_config, argv).run()
 
 
+def initial_history(source: str | None) -> list[dict[str, Any]]:
+    """The runs recorded in the metrics.json of a local model folder (empty for none or a Hub id)."""
+    if not source or not Path(source).is_dir():
+        return []
+    return list((read_metrics(source) or {}).get("history", []))
+
+
 def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     """Copy the weights of a saved model of the same shape into `model` (class names may differ);
     returns the history of runs recorded in its metrics.json."""
@@ -679,7 +712,7 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
         raise TrainingError(f"--init_from {source}: it holds a {type(start).__name__} whose config differs from "
                             f"this run's model ({start.config.to_json()})")
     model.load_state_dict(start.state_dict())
-    return list((read_metrics(source) or {}).get("history", [])) if Path(source).is_dir() else []
+    return initial_history(source)
 
 
 def _to_tensors(state: Any) -> Any:
