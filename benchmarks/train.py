@@ -25,9 +25,6 @@ from pixelcnn import GatedPixelCNN, PixelCNNConfig  # noqa: E402
 
 # Public PyTorch Gated PixelCNN code measured on the project's 2-core machine at this configuration
 # (the issue that asked for this benchmark gives these figures).
-PUBLIC_IMAGES_PER_S = {"1x28x28": "6.0-6.4", "3x32x32": "3.3-4.1"}
-
-
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     """Best fp32 GFLOP/s of an n x n matmul."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
@@ -99,7 +96,7 @@ def main() -> None:
     peak = matmul_peak(device, 256 if args.smoke else 2048)
     print(f"torch {torch.__version__}, {args.threads} threads, device {device}, fp32 matmul peak {peak:.1f} GFLOP/s; "
           f"{args.layers} gated layers, {args.channels} channels, batch {args.batch}\n")
-    header = "| image | images/s | public code (images/s) | GFLOP per step | GFLOP/s | of matmul peak |"
+    header = "| image | images/s | GFLOP per step | GFLOP/s | of matmul peak |"
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     rows = []
@@ -110,9 +107,9 @@ def main() -> None:
                                 head_channels=4 * args.channels)
         row = bench(config, args.batch, args.steps, device, args.bf16, args.compile)
         image = f"{channels}x{size}x{size}"
-        row.update(image=image, peak_fraction=row["gflops"] / peak, public=PUBLIC_IMAGES_PER_S.get(image, "-"))
+        row.update(image=image, peak_fraction=row["gflops"] / peak)
         rows.append(row)
-        print(f"| {image} | {row['images_per_s']:.1f} | {row['public']} | {row['gflop_per_step']:.1f} | "
+        print(f"| {image} | {row['images_per_s']:.1f} | {row['gflop_per_step']:.1f} | "
               f"{row['gflops']:.1f} | {100 * row['peak_fraction']:.0f}% |", flush=True)
     write_report(args.out, rows, threads=args.threads, device=str(device), matmul_peak_gflops=peak,
                  layers=args.layers, channels=args.channels, batch=args.batch, bf16=args.bf16, compile=args.compile)

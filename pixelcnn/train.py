@@ -447,6 +447,11 @@ def card_extras(metrics: dict[str, Any]) -> str:
 | mean pixel change between neighbours of an interpolation row, one seed | {p['interpolation_neighbour_change']:.1f} |
 | ... with independent seeds | {p['independent_neighbour_change']:.1f} |
 """)
+    if metrics.get("dataset") == "celeba-portraits":
+        parts.append("\n**Data terms.** Trained on face crops from CelebA (Liu et al., 2015), whose terms allow "
+                     "non-commercial research use only; these weights inherit them. Embeddings come from dlib's "
+                     "ResNet face descriptor (`pixelcnn.faces`). The example faces are photos of held-out "
+                     "people, never seen in training.\n")
     return "".join(parts)
 
 
