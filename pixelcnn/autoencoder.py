@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import ImageShape
 from .hub import CompositeMixin, PretrainedMixin
 from .model import _PixelCNNBase
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(ImageShape):
     """image_channels, image_size (int or (H, W)), levels: the images it reads; code_dim: m, the
     length of the code; channels: width of the first convolution (doubled at each stride)."""
 
@@ -35,14 +36,6 @@ class EncoderConfig:
             object.__setattr__(self, "image_size", tuple(self.image_size))
         if self.image_channels not in (1, 3) or self.code_dim < 1 or self.channels < 1 or self.levels < 2:
             raise ValueError(f"EncoderConfig: invalid {self}")
-
-    @property
-    def height(self) -> int:
-        return self.image_size if isinstance(self.image_size, int) else self.image_size[0]
-
-    @property
-    def width(self) -> int:
-        return self.image_size if isinstance(self.image_size, int) else self.image_size[1]
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

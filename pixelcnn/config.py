@@ -8,8 +8,22 @@ from typing import Any
 from .conditioning import CONDITIONS, condition_class
 
 
+class ImageShape:
+    """`height` and `width` of a config whose `image_size` is an int or an (H, W) pair."""
+
+    image_size: int | tuple[int, int]
+
+    @property
+    def height(self) -> int:
+        return self.image_size if isinstance(self.image_size, int) else self.image_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.image_size if isinstance(self.image_size, int) else self.image_size[1]
+
+
 @dataclass(frozen=True)
-class PixelCNNConfig:
+class PixelCNNConfig(ImageShape):
     """Shape of the data, size of the network and kind of conditioning. Frozen: change a copy with
     `dataclasses.replace(config, n_layers=20)` or `config.replace(n_layers=20)`.
 
@@ -62,14 +76,6 @@ class PixelCNNConfig:
         return replace(self, **changes)
 
     # ----------------------------------------------------------------- derived sizes
-    @property
-    def height(self) -> int:
-        return self.image_size if isinstance(self.image_size, int) else self.image_size[0]
-
-    @property
-    def width(self) -> int:
-        return self.image_size if isinstance(self.image_size, int) else self.image_size[1]
-
     def class_name(self, k: int) -> str:
         """Display name of class k (its number when the config has no names)."""
         return self.class_names[k] if self.class_names else str(k)
