@@ -20,12 +20,14 @@ __all__ = ["random_model", "perturbation_influence", "gradient_field", "dependen
            "field_by_depth", "raster_order"]
 
 
-def random_model(architecture: str, config: PixelCNNConfig, seed: int = 0, std: float = 0.3,
+def random_model(architecture: str, config: PixelCNNConfig, seed: int = 0, std: float | None = 0.3,
                  dtype: torch.dtype = torch.float64) -> GatedPixelCNN | PixelCNN:
     """A model of the given shape with every parameter drawn from N(0, std^2).
 
     Every parameter is random (none left at zero), so no connection hides behind a zero weight.
     float64 makes a true zero influence exactly zero, far below any real influence.
+    std=None scales each weight's std by 1/sqrt(fan-in) (biases 0.1): deep models then neither
+    saturate their gates nor overflow, so a gradient that is zero is zero because no path exists.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}")
@@ -34,7 +36,8 @@ def random_model(architecture: str, config: PixelCNNConfig, seed: int = 0, std: 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std)
+            scale = std if std is not None else (p[0].numel() ** -0.5 if p.dim() > 1 else 0.1)
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
     return model.eval()
 
 
@@ -125,5 +128,5 @@ def field_by_depth(architecture: str, config: PixelCNNConfig, target: tuple[int,
     fields = []
     for depth in range(1, config.n_layers + 1):
         shallow = config.replace(n_layers=depth)
-        fields.append(dependency_map(random_model(architecture, shallow, seed), target))
+        fields.append(dependency_map(random_model(architecture, shallow, seed, std=None), target))
     return fields

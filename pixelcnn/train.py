@@ -633,7 +633,7 @@ class Trainer:
         cfg = self.cfg
         progress = None
         if self.world.main and cfg.progress:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm  # a notebook bar in Jupyter, a text bar in a terminal
             progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stdout)
         self.start_time = time.perf_counter()
         self.last_ckpt_step = self.step

@@ -97,9 +97,9 @@ def receptive_field(arch: str, n_layers: float, k: float, row: float, col: float
     config = PixelCNNConfig(image_channels=1, image_size=FIELD_SIZE, levels=4, hidden_channels=4,
                             n_layers=n_layers, kernel_size=k, first_kernel_size=k, head_channels=4)
     target = (row, col, 0)
-    seen = dependency_map(random_model(name, config), target)[0]
+    seen = dependency_map(random_model(name, config, std=None), target)[0]
     # what no depth reaches: unseen even by a network deep enough to span the image
-    blind = blind_spot(random_model(name, config.replace(n_layers=2 * FIELD_SIZE)), target)[0]
+    blind = blind_spot(random_model(name, config.replace(n_layers=2 * FIELD_SIZE), std=None), target)[0]
     earlier = row * FIELD_SIZE + col
     out_of_reach = torch.arange(FIELD_SIZE * FIELD_SIZE).view(FIELD_SIZE, FIELD_SIZE) < earlier
     out_of_reach &= ~seen & ~blind

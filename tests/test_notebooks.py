@@ -1,0 +1,50 @@
+"""Every notebook runs at its smoke preset, calls the library only, and declares its presets."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PRESETS = ("smoke", "cpu", "gpu", "paper")
+
+
+def code_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 5, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_first_code_cell_is_the_parameters_with_four_presets(path):
+    first = code_cells(path)[0]
+    assert "parameters" in first["metadata"].get("tags", [])
+    source = "".join(first["source"])
+    assert re.search(r'^preset = "(smoke|cpu|gpu|paper)"', source, flags=re.M)
+    body = "".join("".join(c["source"]) for c in code_cells(path)[1:3])
+    assert all(f'"{name}"' in body for name in PRESETS), "the settings name all four presets"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_notebook_defines_model_code_or_leaks_a_path(path):
+    for cell in code_cells(path):
+        source = "".join(cell["source"])
+        assert not re.search(r"\bclass\s+\w+\s*\(.*(nn\.Module|Module)\b", source), "model code belongs in pixelcnn/"
+        assert "nn.Module" not in source and "import torch.nn" not in source
+    text = path.read_text()
+    assert "/root/" not in text and "/home/" not in text and "/work/" not in text, "an absolute path in an output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_smoke_preset_runs(path, tmp_path):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(out), parameters={"preset": "smoke", "out_dir": str(tmp_path / "runs")},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    executed = json.loads(out.read_text())
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
