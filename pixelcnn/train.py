@@ -691,7 +691,7 @@ class Trainer:
         """The model config, with the dataset's class names when they name the model's classes."""
         config = self.model.config
         names = self.train_data.class_names
-        if config.conditioning == "class" and len(names) == config.num_classes:
+        if self.model.condition_field == "labels" and len(names) == config.num_classes:
             return config.replace(class_names=names)
         return config
 

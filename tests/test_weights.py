@@ -46,3 +46,30 @@ def test_model_card_bits_per_dim_matches_a_fresh_evaluation(name):
     recorded = read_metrics(WEIGHTS / name)["test_bpd"]
     assert abs(recorded - fresh) < 2e-4, (recorded, fresh)
     assert f"**{recorded:.4f}**" in (WEIGHTS / name / "README.md").read_text()
+
+
+def test_the_digit_classifier_learns_from_a_slice():
+    if not (SHARED / "mnist").is_dir():
+        pytest.skip("needs the datasets in ../shared/data")
+    from pixelcnn.evaluation import train_classifier
+
+    train = load_dataset("mnist", "train", data_dir=SHARED)
+    test = load_dataset("mnist", "test", data_dir=SHARED)
+    small = train.subset(torch.arange(3000))
+    _, accuracy = train_classifier(small, test.subset(torch.arange(500)), epochs=2)
+    assert accuracy > 0.85  # ten classes: chance is 0.1
+
+
+@pytest.mark.slow
+def test_the_recorded_share_of_recognised_digits_matches_a_fresh_draw():
+    from pixelcnn.evaluation import DigitClassifier, accuracy, recognition_rate
+
+    model = pixelcnn.from_pretrained(WEIGHTS / "mnist-class")
+    classifier = DigitClassifier.from_pretrained(WEIGHTS / "mnist-class" / "classifier")
+    recorded = read_metrics(WEIGHTS / "mnist-class")["recognised"]
+    rate, _, classes = recognition_rate(model, classifier, per_class=recorded["samples"] // 10,
+                                        seed=recorded["seed"], temperature=recorded["temperature"])
+    assert rate == recorded["rate"] and len(classes) == recorded["samples"]
+    if (SHARED / "mnist").is_dir():
+        test = load_dataset("mnist", "test", data_dir=SHARED)
+        assert abs(accuracy(classifier, test.images, test.labels) - recorded["classifier_test_accuracy"]) < 1e-9
