@@ -489,7 +489,6 @@ class Trainer:
             raise TrainingError(f"{len(self.train_data)} training images cannot fill one batch of {cfg.batch_size}")
         torch.manual_seed(cfg.seed)
         self.model = build_trainable(cfg, model_config).to(self.device)
-        self.history: list[dict[str, Any]] = []
         if cfg.init_from and checkpoint is None:
             self.history = load_initial_weights(self.model, cfg.init_from)
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
@@ -512,6 +511,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def _read_checkpoint(self, model_config: PixelCNNConfig) -> dict[str, Any] | None:
+        """The checkpoint to resume, or None; sets the history of earlier runs this one continues."""
+        self.history: list[dict[str, Any]] = []
         if not self.ckpt_path.exists():
             if self.cfg.resume:
                 self.say(f"--resume: no checkpoint in {self.out} yet, starting a new run")

@@ -202,3 +202,14 @@ def test_an_encoder_trains_end_to_end_and_exports_a_composite(stripes, tmp_path)
     assert (out / "model" / "encoder" / "model.safetensors").is_file()
     assert (out / "model" / "decoder" / "config.json").is_file()
     assert Image.open(out / "samples" / "step_0000004.png").size[0] > 0
+
+
+def test_a_continued_run_keeps_the_history_of_the_runs_before_it(stripes, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_train(train_args(stripes, first, "--steps", "3")).returncode == 0
+    assert run_train(train_args(stripes, second, "--steps", "2", "--init_from", str(first / "model"))).returncode == 0
+    resumed = run_train(train_args(stripes, second, "--steps", "4", "--init_from", str(first / "model"), "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = read_metrics(second / "model")["history"]
+    assert [run["steps"] for run in history] == [3, 4] and history[1]["init_from"] == str(first / "model")
+    assert "| 2 |" in (second / "model" / "README.md").read_text()  # the card lists both runs
