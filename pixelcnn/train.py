@@ -355,14 +355,13 @@ def export_examples(data: ImageDataset, folder: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ metrics and card
-def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: float, hardware: str,
+def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: float, cpu_time: float, hardware: str,
                 test_bpd: float, test_images: int, train_images: int, command: str,
                 history: list[dict[str, Any]]) -> dict[str, Any]:
     """What `metrics.json` records: the measured figures of the run and of the runs before it."""
-    threads = torch.get_num_threads() if "cuda" not in hardware.lower() else 0
     stretch = {"command": command, "steps": steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
                "wall_time_s": round(wall_time, 1), "hardware": hardware,
-               "core_hours": round(wall_time * threads / 3600, 2) if threads else None,
+               "core_hours": round(cpu_time / 3600, 2),  # CPU time of the training process(es) on rank 0
                "init_from": cfg.init_from, "test_bpd": round(test_bpd, 6)}
     return {"test_bpd": round(test_bpd, 6), "test_images": test_images, "dataset": cfg.data,
             "train_images": train_images, "parameters": sum(p.numel() for p in model.parameters()),
@@ -494,7 +493,7 @@ class Trainer:
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
         self.ema = AveragedModel(self.model, avg_fn=ema_average(cfg.ema_decay))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.step, self.epoch, self.position, self.elapsed_before = 0, 0, 0, 0.0
+        self.step, self.epoch, self.position, self.elapsed_before, self.cpu_before = 0, 0, 0, 0.0, 0.0
         if checkpoint is not None:
             self._restore(checkpoint)
         self.net = Objective(self.model)
@@ -534,6 +533,7 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.step, self.epoch, self.position = checkpoint["step"], checkpoint["epoch"], checkpoint["position"]
         self.elapsed_before = checkpoint["elapsed"]
+        self.cpu_before = checkpoint.get("cpu_time", 0.0)
         rng = checkpoint["rng"]
         torch.set_rng_state(rng["torch"])
         random.setstate(tuple(_to_python(rng["python"])))
@@ -552,7 +552,7 @@ class Trainer:
         atomic_torch_save({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
                            "optimizer": self.optimizer.state_dict(),
                            "step": self.step, "epoch": self.epoch, "position": self.position,
-                           "elapsed": self.elapsed, "rng": rng, "history": self.history,
+                           "elapsed": self.elapsed, "cpu_time": self.cpu_time, "rng": rng, "history": self.history,
                            "train_config": dataclasses.asdict(self.cfg),
                            "model_config": self.model.config.to_dict()}, self.ckpt_path)
         self.last_ckpt_step = self.step
@@ -560,6 +560,11 @@ class Trainer:
     @property
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.start_time
+
+    @property
+    def cpu_time(self) -> float:
+        """CPU seconds this run has used, over all its resumes (core-hours x 3600)."""
+        return self.cpu_before + time.process_time() - self.cpu_start
 
     def _prepare_outputs(self, fresh: bool) -> None:
         if not self.world.main:
@@ -636,7 +641,7 @@ class Trainer:
         if self.world.main and cfg.progress:
             from tqdm.auto import tqdm  # a notebook bar in Jupyter, a text bar in a terminal
             progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stdout)
-        self.start_time = time.perf_counter()
+        self.start_time, self.cpu_start = time.perf_counter(), time.process_time()
         self.last_ckpt_step = self.step
         running, window_start, window_images = None, time.perf_counter(), 0
         try:
@@ -677,7 +682,7 @@ class Trainer:
         args = " ".join(self.argv if self.argv is not None else sys.argv[1:])
         launcher = (f"torchrun --nproc_per_node={self.world.size} -m pixelcnn.train" if self.world.size > 1
                     else "python -m pixelcnn.train")
-        metrics = run_metrics(cfg, final, steps=self.step, wall_time=wall,
+        metrics = run_metrics(cfg, final, steps=self.step, wall_time=wall, cpu_time=self.cpu_time,
                               hardware=hardware_description(self.device, self.world), test_bpd=test_bpd,
                               test_images=n, train_images=len(self.train_data), command=f"{launcher} {args}",
                               history=self.history)
