@@ -18,8 +18,12 @@ SHIPPED = {"mnist-class": "mnist", "cifar10-class": "cifar10"}
 
 def test_the_app_finds_every_shipped_model_with_its_measured_bits_per_dim():
     found = {m.name: m for m in local_models(WEIGHTS)}
-    assert set(found) == set(SHIPPED)
-    for name, model in found.items():
+    assert set(found) == set(SHIPPED) | {"faces-portrait"}
+    portrait = found["faces-portrait"]
+    assert portrait.config == MODEL_PRESETS["faces-portrait"] and portrait.test_bpd is not None
+    assert "non-commercial research use only" in (portrait.path / "README.md").read_text()
+    assert len(list((portrait.path / "examples").glob("*.png"))) >= 2
+    for name, model in ((n, found[n]) for n in SHIPPED):
         assert model.architecture == "gated" and model.test_bpd is not None
         assert model.config.class_names and len(model.config.class_names) == 10
         assert sorted(p.stem for p in (model.path / "examples").glob("*.png"))  # test images for the app
