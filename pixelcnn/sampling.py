@@ -299,6 +299,12 @@ def sample(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     return last.images
 
 
+def _encode_ends(model: GatedPixelCNN | PixelCNN, start, end) -> Tensor:
+    """Two conditions (class ids, vectors or h) -> their h, stacked: (2, F)."""
+    pair = torch.stack([torch.as_tensor(start), torch.as_tensor(end)])
+    return model.encode_condition(model.condition.broadcast(pair, 2), 2)
+
+
 def interpolate(model: GatedPixelCNN | PixelCNN, start, end, steps: int, *, seed: int | None = None,
                 temperature: float = 1.0, method: str = "cached", every: int | None = None
                 ) -> Iterator[SampleProgress]:
@@ -310,8 +316,7 @@ def interpolate(model: GatedPixelCNN | PixelCNN, start, end, steps: int, *, seed
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an int >= 2 (both ends included), got {steps!r}")
-    ends = model.encode_condition(model.condition.broadcast(torch.stack([torch.as_tensor(start),
-                                                                         torch.as_tensor(end)]), 2), 2)
+    ends = _encode_ends(model, start, end)
     alpha = torch.linspace(0, 1, steps, dtype=ends.dtype, device=ends.device)[:, None]
     row = (1 - alpha) * ends[0] + alpha * ends[1]
     return stream(model, steps, row, seed=seed, temperature=temperature, method=method, every=every,
@@ -320,6 +325,5 @@ def interpolate(model: GatedPixelCNN | PixelCNN, start, end, steps: int, *, seed
 
 def between(model: GatedPixelCNN | PixelCNN, start, end, alpha: float, **kwargs) -> Tensor:
     """The image at `alpha` (0: start, 1: end) of an interpolation with the same seed: (1, C, H, W)."""
-    ends = model.encode_condition(model.condition.broadcast(torch.stack([torch.as_tensor(start),
-                                                                         torch.as_tensor(end)]), 2), 2)
+    ends = _encode_ends(model, start, end)
     return sample(model, 1, (1 - alpha) * ends[0] + alpha * ends[1], **kwargs)
