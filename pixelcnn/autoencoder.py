@@ -5,9 +5,14 @@ negative log-likelihood.
 `ConvEncoder` is a small strided convolutional network; `PixelCNNAutoEncoder` joins it to a
 `GatedPixelCNN` conditioned on h ("vector" or "spatial") and saves as a composite, one sub-folder
 per part, that `pixelcnn.from_pretrained` loads as one object.
+
+`MSEAutoEncoder` is the paper's comparison: the same encoder and a deconvolution decoder
+(`DeconvDecoder`) trained on mean squared error. It returns one reconstruction per code, the
+average of every image the code allows, where the PixelCNN decoder samples many sharp ones.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +28,9 @@ from .model import _PixelCNNBase
 @dataclass(frozen=True)
 class EncoderConfig(ImageShape):
     """image_channels, image_size (int or (H, W)), levels: the images it reads; code_dim: m, the
-    length of the code; channels: width of the first convolution (doubled at each stride)."""
+    length of the code; channels: width of the first convolution (doubled at each stride).
+
+    `DeconvDecoder`, the encoder's mirror image, takes the same config."""
 
     image_channels: int = 3
     image_size: int | tuple[int, int] = 32
@@ -49,6 +56,16 @@ class EncoderConfig(ImageShape):
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def code_network_shape(config: EncoderConfig) -> tuple[list[int], tuple[int, int]]:
+    """(widths of the stride-2 convolutions, (h, w) of the smallest grid): halve the image until
+    it is at most 4 on its short side, doubling `channels` at each stride."""
+    widths, size, grid = [], min(config.height, config.width), (config.height, config.width)
+    while size > 4:
+        widths.append(config.channels * 2 ** len(widths))
+        size, grid = size // 2, (grid[0] // 2, grid[1] // 2)
+    return widths, grid
+
+
 class ConvEncoder(nn.Module, PretrainedMixin):
     """Integer images (B, C, H, W) -> codes h (B, code_dim).
 
@@ -62,15 +79,10 @@ class ConvEncoder(nn.Module, PretrainedMixin):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        layers, channels, size = [], config.image_channels, min(config.height, config.width)
-        width = config.channels
-        height_out, width_out = config.height, config.width
-        while size > 4:
-            layers.append(nn.Conv2d(channels, width, 4, stride=2, padding=1))
-            channels, width, size = width, width * 2, size // 2
-            height_out, width_out = height_out // 2, width_out // 2
-        self.convs = nn.ModuleList(layers)
-        self.to_code = nn.Linear(channels * height_out * width_out, config.code_dim)
+        widths, grid = code_network_shape(config)
+        self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)
+                                   for c_in, c_out in zip([config.image_channels, *widths[:-1]], widths))
+        self.to_code = nn.Linear(widths[-1] * grid[0] * grid[1], config.code_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.to(self.to_code.weight.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
@@ -121,3 +133,141 @@ class PixelCNNAutoEncoder(nn.Module, CompositeMixin):
 
     def bits_per_dim(self, x: Tensor, cond: Any = None) -> Tensor:
         return self.decoder.bits_per_dim(x, self.encode(x) if cond is None else cond)
+
+
+class DeconvDecoder(nn.Module, PretrainedMixin):
+    """Codes h (B, code_dim) -> images scaled to [0, 1] (B, C, H, W): `ConvEncoder` in reverse.
+
+    A linear map to the encoder's smallest grid, then stride-2 4x4 transposed convolutions; sizes
+    that do not halve evenly (28 -> 3 -> 24) are resized to H x W at the end.
+    """
+
+    architecture = "deconv-decoder"
+    config_class = EncoderConfig
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths, self.grid = code_network_shape(config)
+        self.from_code = nn.Linear(config.code_dim, widths[-1] * self.grid[0] * self.grid[1])
+        outs = [*reversed(widths[:-1]), config.image_channels]
+        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
+                                     for c_in, c_out in zip(reversed(widths), outs))
+
+    def forward(self, h: Tensor) -> Tensor:
+        x = self.from_code(h).view(h.shape[0], -1, *self.grid)
+        for k, deconv in enumerate(self.deconvs):
+            x = deconv(F.leaky_relu(x, 0.2) if k else x)
+        if x.shape[-2:] != (self.config.height, self.config.width):
+            x = F.interpolate(x, size=(self.config.height, self.config.width), mode="bilinear", align_corners=False)
+        return torch.sigmoid(x)
+
+
+class MSEAutoEncoder(nn.Module, CompositeMixin):
+    """The paper's baseline: `ConvEncoder` and `DeconvDecoder` trained on mean squared error.
+
+    `loss(x)` is the MSE of the reconstruction, pixels scaled to [0, 1]; `reconstruct(x)` gives
+    integer images, the decoder's one answer for each code.
+    """
+
+    architecture = "mse-autoencoder"
+    parts = ("encoder", "decoder")
+    condition_field = None
+    metric = "mse"
+
+    def __init__(self, encoder: ConvEncoder, decoder: DeconvDecoder) -> None:
+        super().__init__()
+        if encoder.config != decoder.config:
+            raise ValueError(f"the encoder ({encoder.config}) and decoder ({decoder.config}) must share one config")
+        self.encoder, self.decoder = encoder, decoder
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.decoder.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.from_code.weight.device
+
+    def check_images(self, x: Tensor) -> None:
+        c = self.config
+        if x.dim() != 4 or tuple(x.shape[1:]) != (c.image_channels, c.height, c.width) or x.is_floating_point():
+            raise ValueError(f"expected integer images of shape (B, {c.image_channels}, {c.height}, {c.width}), "
+                             f"got {x.dtype} {tuple(x.shape)}")
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Integer images (B, C, H, W) -> codes h (B, m)."""
+        self.check_images(x)
+        return self.encoder(x)
+
+    def decode(self, h: Tensor) -> Tensor:
+        """Codes (B, m) -> reconstructions in [0, 1] (B, C, H, W)."""
+        return self.decoder(h)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Integer images (B, C, H, W) -> their reconstructions as integer images of the same levels."""
+        top = self.config.levels - 1
+        return (self.decode(self.encode(x)) * top).round().long().clamp(0, top)
+
+    def mse(self, x: Tensor) -> Tensor:
+        """Mean squared error per image (B,), pixels scaled to [0, 1]."""
+        target = x.to(self.from_dtype) / (self.config.levels - 1)
+        return (self.decode(self.encode(x)) - target).pow(2).flatten(1).mean(1)
+
+    @property
+    def from_dtype(self) -> torch.dtype:
+        return self.decoder.from_code.weight.dtype
+
+    def loss(self, x: Tensor, cond: Any = None) -> Tensor:
+        if cond is not None:
+            raise ValueError("an MSE auto-encoder takes no condition: its code comes from the image")
+        return self.mse(x).mean()
+
+
+def psnr(mse: float) -> float:
+    """Peak signal-to-noise ratio in dB of a mean squared error on pixels scaled to [0, 1]."""
+    return 10 * math.log10(1 / mse) if mse > 0 else math.inf
+
+
+# ------------------------------------------------------------------------------------ using them
+AutoEncoder = PixelCNNAutoEncoder | MSEAutoEncoder
+
+
+def _as_batch(images: Tensor) -> Tensor:
+    """One image (C, H, W) or a batch (B, C, H, W) -> a batch."""
+    images = torch.as_tensor(images)
+    return images[None] if images.dim() == 3 else images
+
+
+@torch.no_grad()
+def encode(model: AutoEncoder, images: Tensor) -> Tensor:
+    """The codes of integer images, one (C, H, W) or a batch (B, C, H, W): (B, m)."""
+    x = _as_batch(images)
+    return model.encode(x.to(model.device))
+
+
+def reconstructions(model: PixelCNNAutoEncoder, image: Tensor, n: int, *, seed: int | None = None,
+                    temperature: float = 1.0, method: str = "cached", every: int | None = None):
+    """n PixelCNN decodings of one image's code, streamed like `pixelcnn.stream`.
+
+    image: integer (C, H, W) or (1, C, H, W). The code is computed once from the whole image; the
+    decoder then samples n images given it, pixel by pixel, each with its own noise from `seed`.
+    """
+    from .sampling import stream
+
+    if not isinstance(model, PixelCNNAutoEncoder):
+        raise TypeError(f"reconstructions samples a PixelCNNAutoEncoder's decoder, got {type(model).__name__}; "
+                        f"an MSEAutoEncoder has one answer per code: use mse_reconstruction")
+    x = _as_batch(image)
+    if len(x) != 1:
+        raise ValueError(f"reconstructions decodes one image at a time, got a batch of {len(x)}")
+    code = encode(model, x)[0]
+    return stream(model.decoder, n, code, seed=seed, temperature=temperature, method=method, every=every)
+
+
+@torch.no_grad()
+def mse_reconstruction(model: MSEAutoEncoder, images: Tensor) -> Tensor:
+    """The MSE auto-encoder's reconstruction of integer images, (C, H, W) or (B, C, H, W): (B, C, H, W)."""
+    if not isinstance(model, MSEAutoEncoder):
+        raise TypeError(f"mse_reconstruction needs an MSEAutoEncoder, got {type(model).__name__}")
+    return model.reconstruct(_as_batch(images).to(model.device))

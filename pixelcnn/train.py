@@ -34,16 +34,23 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from .autoencoder import ConvEncoder, EncoderConfig, PixelCNNAutoEncoder
+from .autoencoder import ConvEncoder, DeconvDecoder, EncoderConfig, MSEAutoEncoder, PixelCNNAutoEncoder, psnr
 from .config import PixelCNNConfig
 from .data import DatasetError, ImageDataset, load_dataset
 from .hub import METRICS_NAME, from_pretrained, read_metrics
 from .images import image_grid
+from .layers import ConditionBias
 from .model import build_model
 from .presets import model_preset
 from .sampling import sample
 
 CHECKPOINT = "checkpoint.pt"
+METRIC_NAMES = {"bpd": "bits/dim", "mse": "MSE"}  # what a trainable's `metric` (its loss) measures
+
+
+def metric_of(model: nn.Module) -> str:
+    """The key of what `model.loss` measures: "bpd" for every PixelCNN, "mse" for the MSE baseline."""
+    return getattr(model, "metric", "bpd")
 
 
 @dataclass
@@ -81,6 +88,7 @@ class TrainConfig:
     vectors: str | None = None          # ...or on .npy arrays aligned with each split, e.g. emb_{split}.npy
     encoder: str = "none"               # "conv": train a ConvEncoder end to end, its code conditioning the model
     encoder_channels: int = 32
+    decoder: str = "pixelcnn"           # with --encoder conv, "mse": the baseline, a deconvolution decoder on MSE
     progress: bool = True               # tqdm progress bar
 
 
@@ -246,19 +254,24 @@ class Objective(nn.Module):
 
 
 def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module:
-    """The PixelCNN of the config, joined to a trainable encoder when `cfg.encoder` asks for one."""
-    model = build_model(model_config)
+    """The PixelCNN of the config, joined to a trainable encoder when `cfg.encoder` asks for one;
+    with `--decoder mse`, the MSE auto-encoder of the same encoder (the PixelCNN's size unused)."""
+    if cfg.decoder not in ("pixelcnn", "mse"):
+        raise TrainingError(f"--decoder must be 'pixelcnn' or 'mse', got {cfg.decoder!r}")
     if cfg.encoder == "none":
-        return model
+        if cfg.decoder == "mse":
+            raise TrainingError("--decoder mse is an auto-encoder: it needs --encoder conv")
+        return build_model(model_config)
     if cfg.encoder != "conv":
         raise TrainingError(f"--encoder must be 'none' or 'conv', got {cfg.encoder!r}")
     if model_config.conditioning not in ("vector", "spatial"):
         raise TrainingError("--encoder conv needs a decoder conditioned on its code: --conditioning vector or "
                             "spatial, with --cond_dim the code's length")
-    encoder = ConvEncoder(EncoderConfig(image_channels=model_config.image_channels,
-                                        image_size=model_config.image_size, levels=model_config.levels,
-                                        code_dim=model_config.cond_dim, channels=cfg.encoder_channels))
-    return PixelCNNAutoEncoder(encoder, model)
+    code = EncoderConfig(image_channels=model_config.image_channels, image_size=model_config.image_size,
+                         levels=model_config.levels, code_dim=model_config.cond_dim, channels=cfg.encoder_channels)
+    if cfg.decoder == "mse":
+        return MSEAutoEncoder(ConvEncoder(code), DeconvDecoder(code))
+    return PixelCNNAutoEncoder(ConvEncoder(code), build_model(model_config))
 
 
 def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) -> Any:
@@ -297,21 +310,22 @@ def evaluate(model: nn.Module, data: ImageDataset, limit: int, batch_size: int, 
     return total / n, n
 
 
-def plot_curves(metrics_path: Path, out: Path) -> None:
+def plot_curves(metrics_path: Path, out: Path, metric: str = "bpd") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    train = [(r["step"], r["train_bpd"]) for r in rows if "train_bpd" in r]
-    test = [(r["step"], r["test_bpd"]) for r in rows if "test_bpd" in r]
+    name = METRIC_NAMES[metric]
+    train = [(r["step"], r[f"train_{metric}"]) for r in rows if f"train_{metric}" in r]
+    test = [(r["step"], r[f"test_{metric}"]) for r in rows if f"test_{metric}" in r]
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
-        ax.plot(*zip(*train), label="train bits/dim (running)", alpha=0.8)
+        ax.plot(*zip(*train), label=f"train {name} (running)", alpha=0.8)
     if test:
-        ax.plot(*zip(*test), "o-", label="test bits/dim (EMA weights)")
+        ax.plot(*zip(*test), "o-", label=f"test {name} (EMA weights)")
     ax.set_xlabel("step")
-    ax.set_ylabel("bits/dim")
+    ax.set_ylabel(name)
     if train or test:
         values = [v for _, v in train + test]
         ax.set_ylim(min(values) * 0.97, min(max(values), min(values) * 2.0))
@@ -328,6 +342,12 @@ def sample_grid(model: nn.Module, test_data: ImageDataset, path: Path, seed: int
     """A PNG of samples: 8 per class, one class per row; 16 unconditional ones; or, for vector
     conditions and auto-encoders, 4 samples (one row) for each of the first 4 test images' conditions."""
     cfg = model.config
+    if isinstance(model, MSEAutoEncoder):  # 8 test images over their reconstructions
+        images = test_data.batch(torch.arange(min(8, len(test_data))), cfg.levels)["images"].to(model.device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image_grid(torch.cat([images, model.reconstruct(images)]), nrow=len(images), levels=cfg.levels,
+                   scale=2).save(path)
+        return
     decoder = getattr(model, "decoder", model)
     field = model.condition_field
     if field == "labels":
@@ -356,28 +376,47 @@ def export_examples(data: ImageDataset, folder: Path) -> None:
 
 # ------------------------------------------------------------------------------------ metrics and card
 def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: float, cpu_time: float, hardware: str,
-                test_bpd: float, test_images: int, train_images: int, command: str,
+                test_value: float, test_images: int, train_images: int, command: str,
                 history: list[dict[str, Any]]) -> dict[str, Any]:
-    """What `metrics.json` records: the measured figures of the run and of the runs before it."""
+    """What `metrics.json` records: the measured figures of the run and of the runs before it.
+    `test_value` is what the model's loss measures on the test split, saved as `test_<metric>`."""
+    key = f"test_{metric_of(model)}"
     stretch = {"command": command, "steps": steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
                "wall_time_s": round(wall_time, 1), "hardware": hardware,
                "core_hours": round(cpu_time / 3600, 2),  # CPU time of the training process(es) on rank 0
-               "init_from": cfg.init_from, "test_bpd": round(test_bpd, 6)}
-    return {"test_bpd": round(test_bpd, 6), "test_images": test_images, "dataset": cfg.data,
+               "init_from": cfg.init_from, key: round(test_value, 6)}
+    return {key: round(test_value, 6), "test_images": test_images, "dataset": cfg.data,
             "train_images": train_images, "parameters": sum(p.numel() for p in model.parameters()),
             "torch": torch.__version__, "history": [*history, stretch]}
 
 
-def model_card(metrics: dict[str, Any], model_config: PixelCNNConfig, title: str) -> str:
+def describe_model(model: nn.Module) -> tuple[str, str]:
+    """(what the model is, in a sentence; its config as JSON) for the model card."""
+    if isinstance(model, (PixelCNNAutoEncoder, MSEAutoEncoder)):
+        m = model.encoder.config.code_dim
+        configs = json.dumps({part: getattr(model, part).config.to_dict() for part in model.parts}, indent=2)
+        if isinstance(model, MSEAutoEncoder):
+            return (f"An MSE auto-encoder, the baseline of the paper's section 3.4: a strided convolutional encoder to a "
+                    f"code of m = {m} numbers and a deconvolution decoder, trained on mean squared error", configs)
+        return (f"A PixelCNN auto-encoder (the paper's section 3.4): a strided convolutional encoder to a code of "
+                f"m = {m} numbers, decoded by a Gated PixelCNN with {model.config.conditioning} conditioning, both "
+                f"trained end to end on the decoder's likelihood", configs)
+    config = model.config
+    kind = {"class": "class-conditional ", "none": "unconditional "}.get(config.conditioning, "")
+    name = "Gated PixelCNN" if config.architecture == "gated" else "PixelCNN"
+    return f"A {kind}{name} (van den Oord et al., 2016)", config.to_json()
+
+
+def model_card(metrics: dict[str, Any], model: nn.Module, title: str) -> str:
     """The model card (README.md), generated from `metrics.json`: never parsed back."""
     runs = metrics["history"]
-    last = runs[-1]
-    kind = {"class": "class-conditional ", "none": "unconditional "}.get(model_config.conditioning, "")
-    name = "Gated PixelCNN" if model_config.architecture == "gated" else "PixelCNN"
+    metric = metric_of(model)
+    key, name = f"test_{metric}", METRIC_NAMES[metric]
+    what, config_json = describe_model(model)
     rows = "\n".join(
         f"| {k + 1} | `{run['command']}` | {run['steps']:,} x {run['batch_size']} | {run['wall_time_s'] / 60:.1f} min"
         f" | {run['core_hours'] if run.get('core_hours') is not None else '-'} | {run['hardware']} | "
-        f"{run['test_bpd']:.4f} |" for k, run in enumerate(runs))
+        f"{run[key]:.4f} |" for k, run in enumerate(runs))
     core_hours = sum(run.get("core_hours") or 0 for run in runs)
     return f"""---
 library_name: pixelcnn
@@ -388,18 +427,18 @@ tags:
 datasets:
 - {metrics['dataset']}
 metrics:
-- bits_per_dim
+- {"bits_per_dim" if metric == "bpd" else "mse"}
 ---
 
 # {title}
 
-A {kind}{name} (van den Oord et al., 2016) trained with `python -m pixelcnn.train`. Load it with
+{what}. Trained with `python -m pixelcnn.train`; load it with
 `pixelcnn.from_pretrained("<this folder or repo id>")`; the weights are the EMA (Polyak) average.
 
 | | |
 |---|---|
 | dataset | `{metrics['dataset']}`: {metrics['train_images']:,} training images |
-| test bits/dim | **{metrics['test_bpd']:.4f}** on {metrics['test_images']:,} images of the test split (EMA weights) |
+| test {name} | **{metrics[key]:.4f}** on {metrics['test_images']:,} images of the test split (EMA weights) |
 | training | {sum(run['steps'] for run in runs):,} steps in {len(runs)} run(s), {core_hours:.2f} CPU core-hours |
 | parameters | {metrics['parameters']:,} |
 | torch | {metrics['torch']} |
@@ -411,14 +450,14 @@ The figures come from `metrics.json` beside the weights, written by the training
 Each run continued from the weights of the one before (`--init_from`) with a fresh optimiser and
 learning-rate schedule; steps count that run only.
 
-| run | command | steps x batch | wall time | core-hours | hardware | test bits/dim after |
+| run | command | steps x batch | wall time | core-hours | hardware | test {name} after |
 |---|---|---|---|---|---|---|
 {rows}
 
 Model config:
 
 ```json
-{model_config.to_json()}
+{config_json}
 ```
 """
 
@@ -426,6 +465,9 @@ Model config:
 def card_extras(metrics: dict[str, Any]) -> str:
     """Sections for measurements added to metrics.json after training (sample recognition, portraits)."""
     parts = []
+    if "test_mse" in metrics:
+        parts.append(f"\n**Reconstruction error** on the test split: MSE {metrics['test_mse']:.5f} with pixels scaled "
+                     f"to [0, 1], a PSNR of **{psnr(metrics['test_mse']):.2f} dB** (of the mean MSE).\n")
     if "recognised" in metrics:
         r = metrics["recognised"]
         parts.append(f"\n**Samples that read as their class**: {r['rate']:.1%} of {r['samples']} class-conditional "
@@ -458,7 +500,7 @@ def write_export(model: nn.Module, folder: Path, metrics: dict[str, Any], title:
     """save_pretrained, then metrics.json and the model card generated from it."""
     model.save_pretrained(folder)
     (folder / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
-    (folder / "README.md").write_text(model_card(metrics, model.config, title))
+    (folder / "README.md").write_text(model_card(metrics, model, title))
 
 
 # ------------------------------------------------------------------------------------ training
@@ -487,7 +529,9 @@ class Trainer:
         if len(self.train_data) < cfg.batch_size:
             raise TrainingError(f"{len(self.train_data)} training images cannot fill one batch of {cfg.batch_size}")
         torch.manual_seed(cfg.seed)
+        self.model_config = model_config
         self.model = build_trainable(cfg, model_config).to(self.device)
+        self.metric = metric_of(self.model)
         if cfg.init_from and checkpoint is None:
             self.history = load_initial_weights(self.model, cfg.init_from)
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
@@ -554,7 +598,7 @@ class Trainer:
                            "step": self.step, "epoch": self.epoch, "position": self.position,
                            "elapsed": self.elapsed, "cpu_time": self.cpu_time, "rng": rng, "history": self.history,
                            "train_config": dataclasses.asdict(self.cfg),
-                           "model_config": self.model.config.to_dict()}, self.ckpt_path)
+                           "model_config": self.model_config.to_dict()}, self.ckpt_path)
         self.last_ckpt_step = self.step
 
     @property
@@ -571,7 +615,7 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps({"train": dataclasses.asdict(self.cfg),
-                                                          "model": self.model.config.to_dict()}, indent=2) + "\n")
+                                                          "model": self.model_config.to_dict()}, indent=2) + "\n")
         if fresh:
             self.metrics_path.write_text("")
         else:  # drop log lines written after the checkpoint, which the resumed run repeats
@@ -586,7 +630,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def train_step(self) -> float:
-        """One optimiser step on the next global batch; returns its bits/dim averaged over ranks."""
+        """One optimiser step on the next global batch; returns its loss (bits/dim or MSE) averaged over ranks."""
         cfg, world = self.cfg, self.world
         if self.position + cfg.batch_size > len(self.train_data):
             self.epoch, self.position = self.epoch + 1, 0
@@ -596,7 +640,7 @@ class Trainer:
                                       self.model.config.levels)
         images = batch["images"].to(self.device, non_blocking=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-            loss = self.net(images, condition_of(self.model, batch, self.device))  # bits per dimension
+            loss = self.net(images, condition_of(self.model, batch, self.device))  # bits/dim (or MSE)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         lr = learning_rate(self.step, cfg)  # the schedule is a function of the step: nothing to restore
@@ -604,31 +648,31 @@ class Trainer:
             group["lr"] = lr
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        bpd = loss.detach()
+        value = loss.detach()
         if world.size > 1:
-            dist.all_reduce(bpd)
-            bpd /= world.size
-        bpd = bpd.item()
-        if not math.isfinite(bpd):
-            raise TrainingError(f"the loss became {bpd} at step {self.step + 1}; stopping. The last good checkpoint "
+            dist.all_reduce(value)
+            value /= world.size
+        value = value.item()
+        if not math.isfinite(value):
+            raise TrainingError(f"the loss became {value} at step {self.step + 1}; stopping. The last good checkpoint "
                                 f"(step {self.last_ckpt_step}, {self.ckpt_path}) is intact: resume it with a lower "
                                 f"--lr or a tighter --grad_clip")
         self.optimizer.step()
         self.ema.update_parameters(self.model)
         self.step += 1
         self.position += cfg.batch_size
-        return bpd
+        return value
 
     def periodic(self, progress: Any) -> None:
         """Evaluation, sample grids and checkpoints, each at its own cadence."""
         cfg, main = self.cfg, self.world.main
         if main and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
-            test_bpd, n = evaluate(self.ema.module, self.test_data, cfg.eval_images, cfg.eval_batch_size,
-                                   self.device, self.autocast)
-            self.log({"step": self.step, "test_bpd": test_bpd, "test_images": n})
+            value, n = evaluate(self.ema.module, self.test_data, cfg.eval_images, cfg.eval_batch_size,
+                                self.device, self.autocast)
+            self.log({"step": self.step, f"test_{self.metric}": value, "test_images": n})
             if progress is not None:
-                progress.write(f"step {self.step}: test bits/dim {test_bpd:.4f} on {n} images (EMA)")
-            plot_curves(self.metrics_path, self.out / "curves.png")
+                progress.write(f"step {self.step}: test {METRIC_NAMES[self.metric]} {value:.4f} on {n} images (EMA)")
+            plot_curves(self.metrics_path, self.out / "curves.png", self.metric)
         if main and cfg.sample_every and self.step % cfg.sample_every == 0:
             sample_grid(self.ema.module, self.test_data, self.out / "samples" / f"step_{self.step:07d}.png")
         if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
@@ -646,8 +690,8 @@ class Trainer:
         running, window_start, window_images = None, time.perf_counter(), 0
         try:
             while self.step < cfg.steps:
-                bpd = self.train_step()
-                running = bpd if running is None else 0.98 * running + 0.02 * bpd
+                value = self.train_step()
+                running = value if running is None else 0.98 * running + 0.02 * value
                 window_images += cfg.batch_size
                 if progress is not None:
                     progress.update(1)
@@ -655,10 +699,10 @@ class Trainer:
                     now = time.perf_counter()
                     rate = window_images / (now - window_start)
                     window_start, window_images = now, 0
-                    self.log({"step": self.step, "train_bpd": running, "lr": learning_rate(self.step - 1, cfg),
+                    self.log({"step": self.step, f"train_{self.metric}": running, "lr": learning_rate(self.step - 1, cfg),
                               "images_per_s": rate, "elapsed": self.elapsed})
                     if progress is not None:
-                        progress.set_postfix(bpd=f"{running:.3f}", img_s=f"{rate:.1f}")
+                        progress.set_postfix({self.metric: f"{running:.4f}", "img_s": f"{rate:.1f}"})
                 self.periodic(progress)
         finally:
             if progress is not None:
@@ -673,29 +717,29 @@ class Trainer:
     def export(self) -> Path:
         """Evaluate the EMA weights on the test split; save them with metrics.json and the model card."""
         cfg, wall = self.cfg, self.elapsed
-        test_bpd, n = evaluate(self.ema.module, self.test_data, cfg.final_eval_images, cfg.eval_batch_size,
-                               self.device, self.autocast)
-        self.log({"step": self.step, "test_bpd": test_bpd, "test_images": n, "final": True})
-        plot_curves(self.metrics_path, self.out / "curves.png")
+        value, n = evaluate(self.ema.module, self.test_data, cfg.final_eval_images, cfg.eval_batch_size,
+                            self.device, self.autocast)
+        self.log({"step": self.step, f"test_{self.metric}": value, "test_images": n, "final": True})
+        plot_curves(self.metrics_path, self.out / "curves.png", self.metric)
         final = build_trainable(cfg, self._export_config())
         final.load_state_dict(self.ema.module.state_dict())
         args = " ".join(self.argv if self.argv is not None else sys.argv[1:])
         launcher = (f"torchrun --nproc_per_node={self.world.size} -m pixelcnn.train" if self.world.size > 1
                     else "python -m pixelcnn.train")
         metrics = run_metrics(cfg, final, steps=self.step, wall_time=wall, cpu_time=self.cpu_time,
-                              hardware=hardware_description(self.device, self.world), test_bpd=test_bpd,
+                              hardware=hardware_description(self.device, self.world), test_value=value,
                               test_images=n, train_images=len(self.train_data), command=f"{launcher} {args}",
                               history=self.history)
         exported = self.out / "model"
         write_export(final, exported, metrics, f"{cfg.preset} on {cfg.data}")
         if self.model.condition_field == "labels":
             export_examples(self.test_data, exported / "examples")
-        print(f"test bits/dim {test_bpd:.4f} on {n} images; exported {exported}", flush=True)
+        print(f"test {METRIC_NAMES[self.metric]} {value:.4f} on {n} images; exported {exported}", flush=True)
         return exported
 
     def _export_config(self) -> PixelCNNConfig:
         """The model config, with the dataset's class names when they name the model's classes."""
-        config = self.model.config
+        config = self.model_config
         names = self.train_data.class_names
         if self.model.condition_field == "labels" and len(names) == config.num_classes:
             return config.replace(class_names=names)
@@ -714,16 +758,69 @@ def initial_history(source: str | None) -> list[dict[str, Any]]:
     return list((read_metrics(source) or {}).get("history", []))
 
 
+CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "spatial_channels")
+
+
 def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
-    """Copy the weights of a saved model of the same shape into `model` (class names may differ);
-    returns the history of runs recorded in its metrics.json."""
+    """Copy the weights of a saved model into `model`; returns the history in its metrics.json.
+
+    A model of the same shape is copied whole (class names may differ). A plain PixelCNN that
+    differs from `model`'s PixelCNN (or auto-encoder decoder) only in its conditioning is a warm
+    start: every layer is copied, the conditioning weights, which have no counterpart, start fresh,
+    and each layer's V is zeroed so training starts from `start`'s likelihood.
+    """
     start = from_pretrained(source)
-    same = start.config.replace(class_names=None) == model.config.replace(class_names=None)
-    if not same or type(start) is not type(model):
+    if type(start) is type(model) and _same_shape(start, model):
+        model.load_state_dict(start.state_dict())
+        return initial_history(source)
+    target = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
+    def core(config: PixelCNNConfig) -> dict[str, Any]:
+        return {k: v for k, v in config.to_dict().items() if k not in CONDITION_FIELDS}
+
+    if (isinstance(start, PixelCNNAutoEncoder) or type(start) is not type(target)
+            or core(start.config) != core(target.config)):
         raise TrainingError(f"--init_from {source}: it holds a {type(start).__name__} whose config differs from "
-                            f"this run's model ({start.config.to_json()})")
-    model.load_state_dict(start.state_dict())
+                            f"this run's model ({start.config.to_json()}), beyond its conditioning")
+    state = target.state_dict()
+    shared = {k: v for k, v in start.state_dict().items() if k in state and state[k].shape == v.shape}
+    shared.update(folded_class_biases(start))
+    target.load_state_dict(shared, strict=False)
+    with torch.no_grad():  # V = 0: the warm-started model begins exactly where `start` ended
+        for module in target.modules():
+            if isinstance(module, ConditionBias):
+                module.proj.weight.zero_()
+    print(f"--init_from {source}: copied {len(shared)} of {len(state)} tensors; the conditioning's "
+          f"{len(state) - len(shared)} start fresh (V = 0)", flush=True)
     return initial_history(source)
+
+
+def _same_shape(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two models of one class have equal configs, class names aside."""
+    def shape(model: nn.Module) -> dict[str, Any]:
+        return {k: v for k, v in model.config.to_dict().items() if k != "class_names"}
+    return shape(a) == shape(b)
+
+
+def folded_class_biases(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A class-conditional gated model's gate biases with its class biases V h folded in, for h the
+    mean one-hot (every class at once): the model without its condition, as close as it gets.
+
+    The vertical class bias is added after the vertical-to-horizontal link, the convolution's own
+    bias before it: the link's bias takes the difference back out (exact below the first row)."""
+    if model.config.conditioning != "class" or model.config.architecture != "gated":
+        return {}
+    state, out = model.state_dict(), {}
+    for name, weight in state.items():
+        if not name.endswith(".proj.weight") or ".cond_" not in name:
+            continue
+        layer, stack = name.split(".cond_")[0], name.split(".cond_")[1].split(".")[0]  # vertical / horizontal
+        mean_bias = weight.mean(dim=1)  # (2p,) = V h for h the mean one-hot
+        out[f"{layer}.{stack}.bias"] = state[f"{layer}.{stack}.bias"] + mean_bias
+        if stack == "vertical":
+            link = state[f"{layer}.vertical_to_horizontal.weight"][:, :, 0, 0]
+            out[f"{layer}.vertical_to_horizontal.bias"] = (state[f"{layer}.vertical_to_horizontal.bias"]
+                                                           - link @ mean_bias)
+    return out
 
 
 def _to_tensors(state: Any) -> Any:

@@ -213,3 +213,22 @@ def test_a_continued_run_keeps_the_history_of_the_runs_before_it(stripes, tmp_pa
     history = read_metrics(second / "model")["history"]
     assert [run["steps"] for run in history] == [3, 4] and history[1]["init_from"] == str(first / "model")
     assert "| 2 |" in (second / "model" / "README.md").read_text()  # the card lists both runs
+
+
+def test_the_mse_baseline_trains_through_the_cli_and_reports_psnr(stripes, tmp_path):
+    out = tmp_path / "mse"
+    result = run_train(train_args(stripes, out, "--encoder", "conv", "--decoder", "mse", "--encoder_channels", "4",
+                                  "--conditioning", "vector", "--cond_dim", "2", "--steps", "40", "--lr", "1e-2",
+                                  "--warmup_steps", "1", "--log_every", "5", "--sample_every", "40"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = [m["train_mse"] for m in metrics(out) if "train_mse" in m]
+    assert losses[-1] < 0.9 * losses[0] and not any("train_bpd" in m for m in metrics(out))
+    model = pixelcnn.from_pretrained(out / "model")
+    assert isinstance(model, pixelcnn.MSEAutoEncoder)
+    saved = read_metrics(out / "model")
+    assert 0 < saved["test_mse"] < 0.5 * losses[0] and saved["history"][0]["test_mse"] == saved["test_mse"]
+    card = (out / "model" / "README.md").read_text()
+    assert "MSE auto-encoder" in card and "PSNR" in card and f"{saved['test_mse']:.4f}" in card
+    assert Image.open(out / "samples" / "step_0000040.png").size[0] > 0
+    refused = run_train(train_args(stripes, tmp_path / "bad", "--decoder", "mse", "--steps", "2"))
+    assert refused.returncode == 1 and "needs --encoder conv" in refused.stderr

@@ -1,0 +1,98 @@
+"""The auto-encoders of the paper's section 3.4: the PixelCNN decoder given a code, the MSE baseline,
+and the warm start that gives the decoder a trained PixelCNN's layers."""
+
+import pytest
+import torch
+
+import pixelcnn
+from pixelcnn import (ConvEncoder, DeconvDecoder, EncoderConfig, MSEAutoEncoder, PixelCNNAutoEncoder,
+                      mse_reconstruction, reconstructions, sample)
+from pixelcnn.autoencoder import psnr
+from pixelcnn.receptive_field import random_model
+from pixelcnn.train import load_initial_weights
+
+from conftest import random_images, tiny_config
+from test_causality import ZERO, causal_violations
+
+
+def toy_pixelcnn_autoencoder(size=(6, 6), dtype=torch.float32) -> PixelCNNAutoEncoder:
+    decoder = random_model("gated", tiny_config(channels=3, size=size, conditioning="spatial", cond_dim=4),
+                           dtype=dtype)
+    encoder = ConvEncoder(EncoderConfig(image_channels=3, image_size=size, code_dim=4, channels=4)).to(dtype)
+    return PixelCNNAutoEncoder(encoder, decoder).eval()
+
+
+def toy_mse_autoencoder(channels: int = 3, size: int = 8) -> MSEAutoEncoder:
+    config = EncoderConfig(image_channels=channels, image_size=size, code_dim=5, channels=4)
+    return MSEAutoEncoder(ConvEncoder(config), DeconvDecoder(config)).eval()
+
+
+def test_given_a_fixed_code_the_spatial_decoder_is_causal_over_every_subpixel():
+    """The code comes from the whole image by design, so it is computed once and held fixed."""
+    model = toy_pixelcnn_autoencoder(dtype=torch.float64)
+    x = random_images(model.config, 1, seed=2)
+    code = pixelcnn.encode(model, x)
+    leak, influence = causal_violations(model.decoder, x, code)
+    assert leak < ZERO, f"output changed by {leak} when an input at or after it changed"
+    assert influence > 1e-3
+
+
+def test_decodings_stream_and_are_deterministic_for_a_seed():
+    model = toy_pixelcnn_autoencoder()
+    image = random_images(model.config, 1, seed=3)[0]
+    events = list(reconstructions(model, image, 3, seed=5, every=6))
+    assert len(events) > 3 and events[-1].finished and not events[0].finished
+    again = list(reconstructions(model, image, 3, seed=5))[-1].images
+    assert torch.equal(events[-1].images, again)
+    # exactly the decoder sampled given the image's code; another seed draws other images
+    assert torch.equal(again, sample(model.decoder, 3, pixelcnn.encode(model, image)[0], seed=5))
+    assert not torch.equal(again, list(reconstructions(model, image, 3, seed=6))[-1].images)
+    with pytest.raises(TypeError, match="mse_reconstruction"):
+        reconstructions(toy_mse_autoencoder(), image, 2)
+
+
+@pytest.mark.parametrize("channels,size", [(3, 32), (1, 28), (3, 8)])
+def test_the_mse_baseline_mirrors_its_encoder(channels, size):
+    model = toy_mse_autoencoder(channels, size)
+    x = random_images(tiny_config(channels=channels, size=(size, size)), 2)
+    out = mse_reconstruction(model, x)
+    assert out.shape == x.shape and out.dtype == torch.long and 0 <= out.min() and out.max() <= 255
+    assert mse_reconstruction(model, x[0]).shape == (1, channels, size, size)
+    model.train().loss(x).backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, dead
+    with pytest.raises(ValueError, match="integer images"):
+        model.encode(x.float())
+    assert psnr(0.01) == pytest.approx(20.0) and psnr(1.0) == 0.0
+
+
+def test_the_mse_composite_round_trips(tmp_path):
+    model = toy_mse_autoencoder()
+    model.save_pretrained(tmp_path / "mse")
+    loaded = pixelcnn.from_pretrained(tmp_path / "mse")
+    assert type(loaded) is MSEAutoEncoder and type(loaded.decoder) is DeconvDecoder
+    x = random_images(tiny_config(size=(8, 8)), 3)
+    assert torch.equal(mse_reconstruction(model, x), mse_reconstruction(loaded, x))
+
+
+def test_a_warm_start_carries_a_class_models_layers_into_the_decoder(tmp_path):
+    """Every layer is copied and V = 0, so the decoder starts as the class model given the mean
+    one-hot: exactly so below the first row, whatever the code."""
+    config = tiny_config(channels=3, size=(6, 6), conditioning="class")
+    start = random_model("gated", config, dtype=torch.float32).eval()
+    start.save_pretrained(tmp_path / "class-model")
+    autoencoder = toy_pixelcnn_autoencoder()
+    assert autoencoder.decoder.config.replace(conditioning="class", cond_dim=3) == config
+    load_initial_weights(autoencoder, str(tmp_path / "class-model"))
+    autoencoder.eval()
+    x = random_images(config, 2, seed=4)
+    with torch.no_grad():
+        mean_one_hot = torch.full((2, config.num_classes), 1 / config.num_classes)
+        expected = start.bits_per_subpixel(x, mean_one_hot)[:, :, 1:]
+        warm = autoencoder.decoder.bits_per_subpixel(x, torch.randn(2, 4))[:, :, 1:]
+    torch.testing.assert_close(warm, expected, rtol=1e-4, atol=1e-4)
+    # a model that differs beyond its conditioning is refused
+    other = random_model("gated", tiny_config(channels=3, size=(6, 6), conditioning="class", n_layers=2))
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(Exception, match="beyond its conditioning"):
+        load_initial_weights(toy_pixelcnn_autoencoder(), str(tmp_path / "other"))
