@@ -782,7 +782,10 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
         raise TrainingError(f"--init_from {source}: it holds a {type(start).__name__} whose config differs from "
                             f"this run's model ({start.config.to_json()}), beyond its conditioning")
     state = target.state_dict()
-    shared = {k: v for k, v in start.state_dict().items() if k in state and state[k].shape == v.shape}
+    conditioning = tuple(f"{name}." for name, module in target.named_modules()
+                         if isinstance(module, ConditionBias) or name == "condition")
+    shared = {k: v for k, v in start.state_dict().items()
+              if k in state and state[k].shape == v.shape and not k.startswith(conditioning)}
     shared.update(folded_class_biases(start))
     target.load_state_dict(shared, strict=False)
     with torch.no_grad():  # V = 0: the warm-started model begins exactly where `start` ended

@@ -66,6 +66,13 @@ def weights(tmp_path_factory) -> Path:
     (root / "faces" / "examples").mkdir()
     for k, crop in enumerate(face_crops(2)):
         Image.fromarray(crop).resize((128, 128)).save(root / "faces" / "examples" / f"person-{k}.png")
+    # a PixelCNN auto-encoder with a code of 4 numbers, its MSE baseline, and one example image
+    code = pixelcnn.EncoderConfig(image_channels=3, image_size=8, code_dim=4, channels=8)
+    decoder = pixelcnn.GatedPixelCNN(faces.replace(conditioning="spatial", cond_dim=4, spatial_channels=4))
+    pixelcnn.PixelCNNAutoEncoder(pixelcnn.ConvEncoder(code), decoder).save_pretrained(root / "ae-4")
+    pixelcnn.MSEAutoEncoder(pixelcnn.ConvEncoder(code), pixelcnn.DeconvDecoder(code)).save_pretrained(root / "mse-4")
+    (root / "ae-4" / "examples").mkdir()
+    image_grid(torch.randint(0, 256, (1, 3, 8, 8)), nrow=1, padding=0).save(root / "ae-4" / "examples" / "noise.png")
     return root
 
 
@@ -423,3 +430,44 @@ def test_portraits_through_the_api(client, weights, tmp_path):
     # the server answers the next request, and the morph's ends are the two people
     row = client.predict(None, "person-0", None, "person-1", 3, 0, api_name="/interpolate")
     assert "done" in row[2]
+
+
+# ------------------------------------------------------------------------------------ auto-encoder
+def test_browser_autoencoder_tab_renders_decodings_live(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#generate", timeout=60_000)
+    page.get_by_label("Model").first.click()  # the picker offers single PixelCNNs, not the auto-encoders
+    options = page.get_by_role("option").all_inner_texts()
+    assert options and not any(name.startswith(("ae-4", "mse-4")) for name in options), options
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Auto-encoder").click()
+    assert "m = 4" in page.inner_text("#ae-code")
+    page.evaluate(SRC_RECORDER, "#ae-decodings")
+    page.click("#ae-decode")
+    page.wait_for_function("document.querySelector('#ae-progress').innerText.includes('done')", timeout=120_000)
+    assert len(page.evaluate("window.__srcs")) >= 3  # 8 rows: the decodings render live
+    for picture in ("#ae-original", "#ae-mse", "#ae-decodings"):
+        assert page.locator(f"{picture} img").count() == 1, picture
+    assert "average" in page.inner_text("#ae-intro")
+    page.screenshot(path=str(ARTIFACTS / "autoencoder.png"), full_page=True)
+    page.close()
+
+
+def test_autoencoder_through_the_api(client, weights, tmp_path):
+    example = weights / "ae-4" / "examples" / "noise.png"
+    first = client.predict(handle_file(str(example)), None, "m = 4", 3, 1.0, 7, api_name="/autoencode")
+    again = client.predict(handle_file(str(example)), None, "m = 4", 3, 1.0, 7, api_name="/autoencode")
+    assert "done" in first[3] and read_bytes(first[2]) == read_bytes(again[2])
+    assert read_bytes(first[1]) == read_bytes(again[1])  # the MSE reconstruction
+    other = client.predict(handle_file(str(example)), None, "m = 4", 3, 1.0, 8, api_name="/autoencode")
+    assert read_bytes(other[2]) != read_bytes(first[2])
+    uploads = bad_uploads(tmp_path)
+    for name, message in {"notes.png": "not an image", "truncated.png": "damaged or truncated",
+                          "huge.png": "megapixels are refused"}.items():
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(str(uploads[name])), None, "m = 4", 2, 1.0, 0, api_name="/autoencode")
+    wide = client.predict(handle_file(str(uploads["wide.png"])), None, "m = 4", 2, 1.0, 0, api_name="/autoencode")
+    assert "centre-cropped and resized" in wide[3] and "done" in wide[3]
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict(None, "noise", "m = 99", 2, 1.0, 0, api_name="/autoencode")

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import from_pretrained
 from ..hub import CheckpointError
-from . import blind_spot, class_picker, faces, likelihood
+from . import autoencoder, blind_spot, class_picker, faces, likelihood
 from .common import CSS
 from .models import Explorer
 
@@ -34,7 +34,8 @@ def build(explorer: Explorer) -> gr.Blocks:
     """The whole app, from the models of an `Explorer`."""
     with gr.Blocks(title="Gated PixelCNN Explorer") as demo:
         gr.Markdown("# Gated PixelCNN Explorer\n*Conditional Image Generation with PixelCNN Decoders* "
-                    "(van den Oord et al., 2016): generation pixel by pixel, the blind spot, and the likelihood.")
+                    "(van den Oord et al., 2016): generation pixel by pixel, the blind spot, the likelihood, portraits "
+                    "from a photo, and a PixelCNN auto-encoder.")
         with gr.Row():
             model_choice = gr.Dropdown(explorer.choices, value=explorer.first, label="Model", scale=3,
                                        allow_custom_value=True, elem_id="model",
@@ -54,6 +55,8 @@ def build(explorer: Explorer) -> gr.Blocks:
             face_tab = faces.face_layout(explorer)
         with gr.Tab("Morph two faces"):
             morph_tab = faces.interpolation_layout(explorer)
+        with gr.Tab("Auto-encoder"):
+            ae_tab = autoencoder.layout(explorer)
 
         def on_model(choice: str) -> dict:
             model = explorer.model(choice)
@@ -69,6 +72,7 @@ def build(explorer: Explorer) -> gr.Blocks:
         likelihood.wire(lens, explorer, model_choice)
         faces.face_wire(face_tab, explorer)
         faces.interpolation_wire(morph_tab, explorer)
+        autoencoder.wire(ae_tab, explorer)
     return demo
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 import torch
 
-from .. import from_pretrained
+from .. import ARCHITECTURES, from_pretrained
 from ..config import PixelCNNConfig
 from ..hub import CheckpointError, LocalModel, local_models
 
@@ -31,7 +31,8 @@ class Explorer:
 
     @property
     def choices(self) -> list[str]:
-        return list(self.local) + list(self.hub)
+        """The model picker's choices: single PixelCNNs (auto-encoders have a tab of their own)."""
+        return [label for label, m in self.local.items() if m.architecture in ARCHITECTURES] + list(self.hub)
 
     @property
     def first(self) -> str | None:

@@ -1,0 +1,154 @@
+"""Auto-encoder: an image squeezed into a code of m numbers, then decoded twice: once by the MSE
+decoder (one blurry average) and several times by the PixelCNN decoder (sharp, varied samples that
+keep what the code kept). The paper's section 3.4 and Figure 6."""
+
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+import torch
+
+from ..autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction, reconstructions
+from ..images import UploadError, display_scale, image_grid, load_upload
+from .common import MAX_SAMPLES, play, progress_text, render_frame
+from .models import Explorer
+
+EXPLANATION = ("The MSE decoder must give one answer, so it "
+               "returns the average of every image the code allows: a blur. The PixelCNN decoder samples "
+               "instead: each decoding is a sharp image that keeps what the code kept (layout, colours, "
+               "shapes) and invents the details the code had no room for.")
+
+
+@dataclass
+class AutoEncoders:
+    """The shipped auto-encoders of one code length m: the PixelCNN one and its MSE baseline."""
+
+    pixelcnn: PixelCNNAutoEncoder
+    mse: MSEAutoEncoder | None
+    examples: dict[str, str]
+
+
+def find_autoencoders(explorer: Explorer) -> dict[int, AutoEncoders]:
+    """The shipped auto-encoders by code length m (loaded once), each with its MSE baseline if shipped."""
+    found: dict[int, AutoEncoders] = {}
+    baselines: dict[int, MSEAutoEncoder] = {}
+    for label, local in explorer.local.items():
+        if local.architecture not in (PixelCNNAutoEncoder.architecture, MSEAutoEncoder.architecture):
+            continue
+        model = explorer.model(label)
+        m = model.encoder.config.code_dim
+        if isinstance(model, MSEAutoEncoder):
+            baselines[m] = model
+        elif m not in found:
+            found[m] = AutoEncoders(model, None, explorer.examples(label))
+    for m, pair in found.items():
+        pair.mse = baselines.get(m)
+    return dict(sorted(found.items()))
+
+
+def code_label(m: int) -> str:
+    return f"m = {m}"
+
+
+@dataclass
+class AutoEncoderTab:
+    upload: gr.File
+    example: gr.Dropdown
+    code: gr.Radio
+    n_samples: gr.Slider
+    temperature: gr.Slider
+    seed: gr.Number
+    decode: gr.Button
+    stop: gr.Button
+    original: gr.Image
+    mse: gr.Image
+    decodings: gr.Image
+    progress: gr.Markdown
+
+
+def layout(explorer: Explorer) -> AutoEncoderTab:
+    models = find_autoencoders(explorer)
+    examples = list(next(iter(models.values())).examples) if models else []
+    gr.Markdown(f"An encoder squeezes the image into a code of m numbers, and two decoders rebuild it from that "
+                f"code alone (the paper's section 3.4). {EXPLANATION}" if models else
+                f"No auto-encoder in `{explorer.weights_dir}`: train one with `python -m pixelcnn.train "
+                f"--encoder conv` (see the README).", elem_id="ae-intro")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Image file", file_types=["image"], type="filepath", elem_id="ae-upload")
+            example = gr.Dropdown(examples, value=examples[0] if examples else None, label="…or a test image",
+                                  allow_custom_value=True, elem_id="ae-example")
+            labels = [code_label(m) for m in models]
+            code = gr.Radio(labels, value=labels[0] if labels else None, label="Code length",
+                            info="numbers the encoder keeps of the image's 3,072", elem_id="ae-code")
+            n_samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="PixelCNN decodings")
+            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
+                                    info="0 is greedy decoding: flat, identical images")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            with gr.Row():
+                decode = gr.Button("Encode and decode", variant="primary", elem_id="ae-decode")
+                stop = gr.Button("Stop", elem_id="ae-stop")
+        with gr.Column(scale=2):
+            with gr.Row():
+                original = gr.Image(label="The image as the model sees it", type="pil", interactive=False,
+                                    format="png", buttons=[], elem_id="ae-original", elem_classes=["pixelated"])
+                mse = gr.Image(label="MSE decoder: one average", type="pil", interactive=False, format="png",
+                               buttons=[], elem_id="ae-mse", elem_classes=["pixelated"])
+            decodings = gr.Image(label="PixelCNN decoder: samples given the same code", type="pil",
+                                 interactive=False, format="png", buttons=["download"], elem_id="ae-decodings",
+                                 elem_classes=["pixelated"])
+            progress = gr.Markdown(elem_id="ae-progress")
+    return AutoEncoderTab(upload, example, code, n_samples, temperature, seed, decode, stop, original, mse,
+                          decodings, progress)
+
+
+def chosen(explorer: Explorer, code: str | None) -> AutoEncoders:
+    models = find_autoencoders(explorer)
+    for m, pair in models.items():
+        if code == code_label(m):
+            return pair
+    if not models:
+        raise gr.Error(f"no auto-encoder in {explorer.weights_dir}")
+    raise gr.Error(f"choose a code length: {', '.join(code_label(m) for m in models)}")
+
+
+def encode_and_decode(explorer: Explorer, path: str | None, example: str | None, code: str | None, n: float,
+                      temperature: float, seed: float):
+    """Stream (image as seen, MSE reconstruction, PixelCNN decodings, progress)."""
+    pair = chosen(explorer, code)
+    model = pair.pixelcnn
+    cfg = model.config
+    n = int(n)
+    if not 1 <= n <= MAX_SAMPLES:
+        raise gr.Error(f"ask for 1 to {MAX_SAMPLES} decodings")
+    path = path or pair.examples.get(example or "")
+    if not path:
+        raise gr.Error("upload an image or pick a test image")
+    try:
+        x, notices = load_upload(path, cfg)
+    except UploadError as e:
+        raise gr.Error(f"cannot use this file: {e}")
+    scale = display_scale(cfg.width, target=192, padding=0)
+    seen = image_grid(x, nrow=1, levels=cfg.levels, padding=0, scale=scale)
+    blurred = (image_grid(mse_reconstruction(pair.mse, x), nrow=1, levels=cfg.levels, padding=0, scale=scale)
+               if pair.mse is not None else None)
+    columns = min(n, 4) if n <= 8 else math.ceil(math.sqrt(n))
+    grid_scale = display_scale(cfg.width, columns, target=640)
+    note = ("Notice: " + "; ".join(notices) + ". ") if notices else ""
+    events = reconstructions(model, x, n, seed=int(seed or 0), temperature=float(temperature or 0))
+    for event in play(events, "row by row", cfg.height * cfg.width, n):
+        grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=grid_scale, outline=False)
+        text = f"{note}{code}: {progress_text(event, n, cfg.image_channels, cfg.width)}"
+        yield seen, blurred, grid, text + (" · done" if event.finished else "")
+
+
+def wire(tab: AutoEncoderTab, explorer: Explorer) -> None:
+    def on_decode(path, example, code, n, temperature, seed):
+        yield from encode_and_decode(explorer, path, example, code, n, temperature, seed)
+
+    run = tab.decode.click(on_decode, [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed],
+                           [tab.original, tab.mse, tab.decodings, tab.progress], api_name="autoencode",
+                           concurrency_limit=2)
+    tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
+    # a file of the user's own replaces the test image: the dropdown no longer names it
+    tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
