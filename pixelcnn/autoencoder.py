@@ -271,3 +271,123 @@ def mse_reconstruction(model: MSEAutoEncoder, images: Tensor) -> Tensor:
     if not isinstance(model, MSEAutoEncoder):
         raise TypeError(f"mse_reconstruction needs an MSEAutoEncoder, got {type(model).__name__}")
     return model.reconstruct(_as_batch(images).to(model.device))
+
+
+# ------------------------------------------------------------------------------------ measurements
+@torch.no_grad()
+def evaluate_autoencoder(model: AutoEncoder, images: Tensor, batch_size: int = 100) -> dict[str, float]:
+    """The section 3.4 figures of one auto-encoder on integer test images (N, C, H, W).
+
+    PixelCNN: `bpd_own`, bits/dim given each image's own code, and `bpd_shuffled`, given the code
+    of another test image (the next one): what the code itself is worth. MSE: `mse` (pixels in
+    [0, 1]) and `psnr` of that mean, in dB.
+    """
+    model.eval()
+    sums: dict[str, float] = {}
+    codes = torch.cat([encode(model, images[s:s + batch_size]) for s in range(0, len(images), batch_size)])
+    shuffled = codes.roll(1, dims=0)
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(model.device)
+        if isinstance(model, MSEAutoEncoder):
+            parts = {"mse": model.mse(x)}
+        else:
+            parts = {"bpd_own": model.decoder.bits_per_dim(x, codes[start:start + batch_size]),
+                     "bpd_shuffled": model.decoder.bits_per_dim(x, shuffled[start:start + batch_size])}
+        for key, values in parts.items():
+            sums[key] = sums.get(key, 0.0) + values.sum().item()
+    result = {key: total / len(images) for key, total in sums.items()}
+    if "mse" in result:
+        result["psnr"] = psnr(result["mse"])
+    return result
+
+
+def decodings_figure(images: Tensor, models: dict[int, tuple[PixelCNNAutoEncoder, MSEAutoEncoder | None]], *,
+                     samples: int = 4, seed: int = 0, temperature: float = 1.0):
+    """The paper's Figure 6 as a matplotlib figure: one row per image (N, C, H, W); for each code
+    length m, the MSE reconstruction, then `samples` PixelCNN decodings of the image's code."""
+    import matplotlib.pyplot as plt
+
+    from .images import image_grid
+    from .sampling import sample
+
+    levels = next(iter(models.values()))[0].config.levels
+    fig, axes = plt.subplots(len(images), 1 + len(models), squeeze=False,
+                             figsize=(1.2 + (1 + samples) * 1.05 * len(models), 1.15 * len(images)),
+                             gridspec_kw={"width_ratios": [1] + [1 + samples] * len(models)})
+    for row, image in enumerate(images):
+        axes[row, 0].imshow(image_grid(image[None], nrow=1, levels=levels, padding=0), cmap="gray")
+        for col, (m, (ae, mse)) in enumerate(models.items(), start=1):
+            decoded = sample(ae.decoder, samples, encode(ae, image)[0], seed=seed + row, temperature=temperature)
+            blur = mse_reconstruction(mse, image) if mse is not None else torch.full_like(image[None], levels - 1)
+            strip = torch.cat([blur.cpu(), decoded.cpu()])
+            axes[row, col].imshow(image_grid(strip, nrow=len(strip), levels=levels, padding=1), cmap="gray")
+            if row == 0:
+                axes[row, col].set_title(f"m = {m}: MSE, then {samples} PixelCNN decodings", fontsize=9)
+        if row == 0:
+            axes[row, 0].set_title("original", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m pixelcnn.autoencoder AE [AE ...] --mse MSE [MSE ...] --reference MODEL --data_dir DIR:
+    measure PixelCNN auto-encoders beside their MSE baselines (matched by m) and a class-conditional
+    model with its class summed out, all on the same test images; write the figures to
+    `autoencoder` in each AE's metrics.json and its card, Figure 6 and example images beside it."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from .data import load_dataset
+    from .evaluation import marginal_bits_per_dim
+    from .hub import METRICS_NAME, from_pretrained, read_metrics
+    from .train import export_examples, model_card
+
+    parser = argparse.ArgumentParser(prog="python -m pixelcnn.autoencoder", description=main.__doc__)
+    parser.add_argument("autoencoders", type=Path, nargs="+")
+    parser.add_argument("--mse", type=Path, nargs="+", required=True)
+    parser.add_argument("--reference", type=Path, help="a class-conditional PixelCNN of the same data")
+    parser.add_argument("--data", default="cifar10")
+    parser.add_argument("--data_dir")
+    parser.add_argument("--images", type=int, default=2000, help="test images measured (0: all)")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    test = load_dataset(args.data, "test", data_dir=args.data_dir)
+    images = test.images[: args.images or len(test)]
+    baselines = {m.encoder.config.code_dim: (path, m) for path, m in ((p, from_pretrained(p)) for p in args.mse)}
+    reference = marginal_bits_per_dim(from_pretrained(args.reference), images) if args.reference else None
+    models = {}
+    for path in args.autoencoders:
+        model = from_pretrained(path)
+        m = model.encoder.config.code_dim
+        mse_path, mse = baselines.get(m, (None, None))
+        result = {"code_dim": m, "test_images": len(images), **evaluate_autoencoder(model, images),
+                  "reference_bpd": reference, "reference": str(args.reference) if args.reference else None}
+        if mse is not None:
+            result.update({f"mse_{k}": v for k, v in evaluate_autoencoder(mse, images).items()}, mse_model=str(mse_path))
+        metrics = read_metrics(path) or {}
+        metrics["autoencoder"] = {k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
+        (path / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+        (path / "README.md").write_text(model_card(metrics, model, f"PixelCNN auto-encoder, m = {m}, on {args.data}"))
+        export_examples(test, path / "examples")
+        models[m] = (model, mse)
+        print(json.dumps(metrics["autoencoder"], indent=2), flush=True)
+    firsts = torch.tensor([int((test.labels == k).nonzero()[0, 0]) for k in range(min(5, len(test.class_names)))])
+    figure = decodings_figure(test.images[firsts], dict(sorted(models.items())), samples=4, seed=0)
+    for path in args.autoencoders:
+        figure.savefig(path / "figure6.png", dpi=110)
+    return 0
+
+
+if __name__ == "__main__":  # run the library's copy of this module, whose classes the library checks against
+    from pixelcnn.autoencoder import main as library_main
+
+    raise SystemExit(library_main())

@@ -93,3 +93,18 @@ def recognition_rate(model, classifier: DigitClassifier, per_class: int = 5, see
     images = sample(model, len(classes), classes, seed=seed, temperature=temperature)
     pixels = images if cfg.levels == 256 else (images * 255) // (cfg.levels - 1)
     return accuracy(classifier, pixels.cpu(), classes), images, classes
+
+
+@torch.no_grad()
+def marginal_bits_per_dim(model: nn.Module, images: Tensor, batch_size: int = 50) -> float:
+    """Bits/dim of a class-conditional model with its class summed out, p(x) = (1/K) sum_k p(x | k):
+    the unconditional model it contains, on integer images (N, C, H, W)."""
+    import math
+
+    k = model.config.num_classes
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(model.device)
+        per_class = torch.stack([model.log_prob(x, torch.full((len(x),), c, device=x.device)) for c in range(k)], 1)
+        total += -(torch.logsumexp(per_class, 1) - math.log(k)).sum().item()
+    return total / (len(images) * model.config.num_subpixels * math.log(2))

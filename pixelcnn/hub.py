@@ -135,7 +135,9 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.architecture:
+        # `python -m pixelcnn.<module>` runs a library module a second time as __main__: its classes
+        # must not replace the library's own, which the rest of the library checks against
+        if cls.architecture and (cls.__module__ != "__main__" or cls.architecture not in SAVED_CLASSES):
             SAVED_CLASSES[cls.architecture] = cls
 
     # ------------------------------------------------------------------ saving

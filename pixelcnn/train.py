@@ -468,6 +468,21 @@ def card_extras(metrics: dict[str, Any]) -> str:
     if "test_mse" in metrics:
         parts.append(f"\n**Reconstruction error** on the test split: MSE {metrics['test_mse']:.5f} with pixels scaled "
                      f"to [0, 1], a PSNR of **{psnr(metrics['test_mse']):.2f} dB** (of the mean MSE).\n")
+    if "autoencoder" in metrics:
+        a = metrics["autoencoder"]
+        parts.append(f"""
+**What the code is worth**, on the first {a['test_images']:,} test images (`python -m pixelcnn.autoencoder`):
+
+| measurement | value |
+|---|---|
+| bits/dim given each image's own code (m = {a['code_dim']}) | **{a['bpd_own']:.4f}** |
+| ... given another image's code | {a['bpd_shuffled']:.4f} |
+""" + (f"| the unconditional reference (`{a['reference']}`, its class summed out) | {a['reference_bpd']:.4f} |\n"
+       if a.get("reference_bpd") is not None else "")
+            + (f"| the MSE baseline of the same m: MSE, PSNR | {a['mse_mse']:.5f}, {a['mse_psnr']:.2f} dB |\n"
+               if "mse_mse" in a else "")
+            + "\n![Figure 6](figure6.png)\n\nEach row of `figure6.png`: a test image; for each m, the MSE decoder's "
+              "reconstruction, then four PixelCNN decodings of the same code.\n")
     if "recognised" in metrics:
         r = metrics["recognised"]
         parts.append(f"\n**Samples that read as their class**: {r['rate']:.1%} of {r['samples']} class-conditional "

@@ -96,3 +96,34 @@ def test_a_warm_start_carries_a_class_models_layers_into_the_decoder(tmp_path):
     other.save_pretrained(tmp_path / "other")
     with pytest.raises(Exception, match="beyond its conditioning"):
         load_initial_weights(toy_pixelcnn_autoencoder(), str(tmp_path / "other"))
+
+
+def test_the_measurement_cli_writes_figures_card_and_figure6(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pixelcnn.autoencoder import main
+    from pixelcnn.hub import read_metrics
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("red", "blue"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for k in range(3):
+                Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    toy_pixelcnn_autoencoder().save_pretrained(tmp_path / "ae")
+    config = EncoderConfig(image_channels=3, image_size=6, code_dim=4, channels=4)
+    MSEAutoEncoder(ConvEncoder(config), DeconvDecoder(config)).save_pretrained(tmp_path / "mse")
+    reference = random_model("gated", tiny_config(channels=3, size=(6, 6), conditioning="class", num_classes=2))
+    reference.save_pretrained(tmp_path / "reference")
+    (tmp_path / "ae" / "metrics.json").write_text('{"test_bpd": 8.0, "test_images": 6, "dataset": "toy", '
+                                                  '"train_images": 6, "parameters": 1, "torch": "x", "history": []}')
+    assert main([str(tmp_path / "ae"), "--mse", str(tmp_path / "mse"), "--reference", str(tmp_path / "reference"),
+                 "--data", f"folder:{tmp_path / 'data'}", "--images", "0"]) == 0
+    measured = read_metrics(tmp_path / "ae")["autoencoder"]
+    assert measured["code_dim"] == 4 and measured["test_images"] == 6
+    assert all(measured[k] > 0 for k in ("bpd_own", "bpd_shuffled", "reference_bpd", "mse_mse", "mse_psnr"))
+    card = (tmp_path / "ae" / "README.md").read_text()
+    assert "PixelCNN auto-encoder" in card and f"{measured['bpd_own']:.4f}" in card and "figure6.png" in card
+    assert (tmp_path / "ae" / "figure6.png").stat().st_size > 0 and len(list((tmp_path / "ae" / "examples").glob("*.png"))) == 2
