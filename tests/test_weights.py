@@ -16,9 +16,13 @@ SHARED = ROOT.parent / "shared" / "data"
 SHIPPED = {"mnist-class": "mnist", "cifar10-class": "cifar10"}
 
 
+AUTOENCODERS = {"autoencoder-m10": 10, "autoencoder-m100": 100}
+MSE_BASELINES = {"mse-autoencoder-m10": 10, "mse-autoencoder-m100": 100}
+
+
 def test_the_app_finds_every_shipped_model_with_its_measured_bits_per_dim():
     found = {m.name: m for m in local_models(WEIGHTS)}
-    assert set(found) == set(SHIPPED) | {"faces-portrait"}
+    assert set(found) == set(SHIPPED) | {"faces-portrait"} | set(AUTOENCODERS) | set(MSE_BASELINES)
     portrait = found["faces-portrait"]
     assert portrait.config == MODEL_PRESETS["faces-portrait"] and portrait.test_bpd is not None
     assert "non-commercial research use only" in (portrait.path / "README.md").read_text()
@@ -77,3 +81,38 @@ def test_the_recorded_share_of_recognised_digits_matches_a_fresh_draw():
     if (SHARED / "mnist").is_dir():
         test = load_dataset("mnist", "test", data_dir=SHARED)
         assert abs(accuracy(classifier, test.images, test.labels) - recorded["classifier_test_accuracy"]) < 1e-9
+
+
+def test_the_shipped_autoencoders_load_as_one_object_with_their_measurements():
+    for name, m in {**AUTOENCODERS, **MSE_BASELINES}.items():
+        model = pixelcnn.from_pretrained(WEIGHTS / name)
+        kind = pixelcnn.PixelCNNAutoEncoder if name in AUTOENCODERS else pixelcnn.MSEAutoEncoder
+        assert type(model) is kind and model.encoder.config.code_dim == m
+        assert sum(f.stat().st_size for f in (WEIGHTS / name).rglob("*.safetensors")) < 8 * 2 ** 20
+        metrics = read_metrics(WEIGHTS / name)
+        assert metrics["history"] and all(run.get("core_hours") is not None for run in metrics["history"])
+        card = (WEIGHTS / name / "README.md").read_text()
+        if name in AUTOENCODERS:
+            measured = metrics["autoencoder"]
+            assert measured["code_dim"] == m and measured["mse_model"].endswith(f"mse-autoencoder-m{m}")
+            assert f"**{measured['bpd_own']:.4f}**" in card and (WEIGHTS / name / "figure6.png").is_file()
+            assert model.config.conditioning == "spatial"
+            assert len(list((WEIGHTS / name / "examples").glob("*.png"))) == 10
+        else:
+            assert "PSNR" in card and f"**{metrics['test_mse']:.4f}**" in card
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(AUTOENCODERS))
+def test_the_autoencoder_cards_match_a_fresh_evaluation(name):
+    if not (SHARED / "cifar10").is_dir():
+        pytest.skip("needs the datasets in ../shared/data")
+    from pixelcnn.autoencoder import evaluate_autoencoder
+
+    recorded = read_metrics(WEIGHTS / name)["autoencoder"]
+    test = load_dataset("cifar10", "test", data_dir=SHARED)
+    images = test.images[:recorded["test_images"]]
+    fresh = evaluate_autoencoder(pixelcnn.from_pretrained(WEIGHTS / name), images)
+    assert abs(fresh["bpd_own"] - recorded["bpd_own"]) < 2e-4 and abs(fresh["bpd_shuffled"] - recorded["bpd_shuffled"]) < 2e-4
+    mse = evaluate_autoencoder(pixelcnn.from_pretrained(recorded["mse_model"]), images)
+    assert abs(mse["mse"] - recorded["mse_mse"]) < 1e-5
