@@ -13,6 +13,7 @@ average of every image the code allows, where the PixelCNN decoder samples many 
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,9 @@ from torch import Tensor, nn
 
 from .config import ImageShape
 from .hub import CompositeMixin, PretrainedMixin
+from .images import image_grid
 from .model import _PixelCNNBase
+from .sampling import SampleProgress, sample, stream
 
 
 @dataclass(frozen=True)
@@ -189,15 +192,13 @@ class MSEAutoEncoder(nn.Module, CompositeMixin):
     def device(self) -> torch.device:
         return self.decoder.from_code.weight.device
 
-    def check_images(self, x: Tensor) -> None:
-        c = self.config
-        if x.dim() != 4 or tuple(x.shape[1:]) != (c.image_channels, c.height, c.width) or x.is_floating_point():
-            raise ValueError(f"expected integer images of shape (B, {c.image_channels}, {c.height}, {c.width}), "
-                             f"got {x.dtype} {tuple(x.shape)}")
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder.from_code.weight.dtype
 
     def encode(self, x: Tensor) -> Tensor:
         """Integer images (B, C, H, W) -> codes h (B, m)."""
-        self.check_images(x)
+        self.config.check_images(x)
         return self.encoder(x)
 
     def decode(self, h: Tensor) -> Tensor:
@@ -211,12 +212,8 @@ class MSEAutoEncoder(nn.Module, CompositeMixin):
 
     def mse(self, x: Tensor) -> Tensor:
         """Mean squared error per image (B,), pixels scaled to [0, 1]."""
-        target = x.to(self.from_dtype) / (self.config.levels - 1)
+        target = x.to(self.dtype) / (self.config.levels - 1)
         return (self.decode(self.encode(x)) - target).pow(2).flatten(1).mean(1)
-
-    @property
-    def from_dtype(self) -> torch.dtype:
-        return self.decoder.from_code.weight.dtype
 
     def loss(self, x: Tensor, cond: Any = None) -> Tensor:
         if cond is not None:
@@ -247,14 +244,13 @@ def encode(model: AutoEncoder, images: Tensor) -> Tensor:
 
 
 def reconstructions(model: PixelCNNAutoEncoder, image: Tensor, n: int, *, seed: int | None = None,
-                    temperature: float = 1.0, method: str = "cached", every: int | None = None):
+                    temperature: float = 1.0, method: str = "cached", every: int | None = None
+                    ) -> Iterator[SampleProgress]:
     """n PixelCNN decodings of one image's code, streamed like `pixelcnn.stream`.
 
     image: integer (C, H, W) or (1, C, H, W). The code is computed once from the whole image; the
     decoder then samples n images given it, pixel by pixel, each with its own noise from `seed`.
     """
-    from .sampling import stream
-
     if not isinstance(model, PixelCNNAutoEncoder):
         raise TypeError(f"reconstructions samples a PixelCNNAutoEncoder's decoder, got {type(model).__name__}; "
                         f"an MSEAutoEncoder has one answer per code: use mse_reconstruction")
@@ -283,22 +279,18 @@ def evaluate_autoencoder(model: AutoEncoder, images: Tensor, batch_size: int = 1
     [0, 1]) and `psnr` of that mean, in dB.
     """
     model.eval()
-    sums: dict[str, float] = {}
-    codes = torch.cat([encode(model, images[s:s + batch_size]) for s in range(0, len(images), batch_size)])
+    starts = range(0, len(images), batch_size)
+    if isinstance(model, MSEAutoEncoder):
+        mse = sum(model.mse(images[s:s + batch_size].to(model.device)).sum().item() for s in starts) / len(images)
+        return {"mse": mse, "psnr": psnr(mse)}
+    codes = torch.cat([encode(model, images[s:s + batch_size]) for s in starts])
     shuffled = codes.roll(1, dims=0)
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(model.device)
-        if isinstance(model, MSEAutoEncoder):
-            parts = {"mse": model.mse(x)}
-        else:
-            parts = {"bpd_own": model.decoder.bits_per_dim(x, codes[start:start + batch_size]),
-                     "bpd_shuffled": model.decoder.bits_per_dim(x, shuffled[start:start + batch_size])}
-        for key, values in parts.items():
-            sums[key] = sums.get(key, 0.0) + values.sum().item()
-    result = {key: total / len(images) for key, total in sums.items()}
-    if "mse" in result:
-        result["psnr"] = psnr(result["mse"])
-    return result
+    own = other = 0.0
+    for s in starts:
+        x = images[s:s + batch_size].to(model.device)
+        own += model.decoder.bits_per_dim(x, codes[s:s + batch_size]).sum().item()
+        other += model.decoder.bits_per_dim(x, shuffled[s:s + batch_size]).sum().item()
+    return {"bpd_own": own / len(images), "bpd_shuffled": other / len(images)}
 
 
 def decodings_figure(images: Tensor, models: dict[int, tuple[PixelCNNAutoEncoder, MSEAutoEncoder | None]], *,
@@ -306,9 +298,6 @@ def decodings_figure(images: Tensor, models: dict[int, tuple[PixelCNNAutoEncoder
     """The paper's Figure 6 as a matplotlib figure: one row per image (N, C, H, W); for each code
     length m, the MSE reconstruction, then `samples` PixelCNN decodings of the image's code."""
     import matplotlib.pyplot as plt
-
-    from .images import image_grid
-    from .sampling import sample
 
     levels = next(iter(models.values()))[0].config.levels
     fig, axes = plt.subplots(len(images), 1 + len(models), squeeze=False,
@@ -372,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {"code_dim": m, "test_images": len(images), **evaluate_autoencoder(model, images),
                   "reference_bpd": reference, "reference": str(args.reference) if args.reference else None}
         if mse is not None:
-            result.update({f"mse_{k}": v for k, v in evaluate_autoencoder(mse, images).items()}, mse_model=str(mse_path))
+            result.update({f"mse_{k}": v for k, v in evaluate_autoencoder(mse, images).items()})
+            result["mse_model"] = str(mse_path)
         metrics = read_metrics(path) or {}
         metrics["autoencoder"] = {k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
         (path / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")

@@ -65,16 +65,7 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
     # ------------------------------------------------------------------ inputs
     def check_images(self, x: Tensor) -> None:
         """Raise `ValueError` unless x is an integer image batch (B, C, H, W) in [0, levels)."""
-        cfg = self.config
-        expected = (cfg.image_channels, cfg.height, cfg.width)
-        if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"expected images of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), got {shape}")
-        if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
-            raise ValueError(f"expected integer images with values in [0, {cfg.levels}), got dtype {x.dtype}; "
-                             f"quantise floats first, e.g. (x * {cfg.levels - 1}).round().long()")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= cfg.levels):
-            raise ValueError(f"image values must lie in [0, {cfg.levels}), got {int(x.min())}..{int(x.max())}")
+        self.config.check_images(x)
 
     def scale(self, x: Tensor) -> Tensor:
         """Integer images -> floats in [-1, 1], the network's input (B, C, H, W)."""

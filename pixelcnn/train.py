@@ -781,21 +781,33 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
 
     A model of the same shape is copied whole (class names may differ). A plain PixelCNN that
     differs from `model`'s PixelCNN (or auto-encoder decoder) only in its conditioning is a warm
-    start: every layer is copied, the conditioning weights, which have no counterpart, start fresh,
-    and each layer's V is zeroed so training starts from `start`'s likelihood.
+    start (`warm_start`).
     """
     start = from_pretrained(source)
-    if type(start) is type(model) and _same_shape(start, model):
+    names = ("class_names",)
+    if type(start) is type(model) and _config_without(start, names) == _config_without(model, names):
         model.load_state_dict(start.state_dict())
         return initial_history(source)
     target = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
-    def core(config: PixelCNNConfig) -> dict[str, Any]:
-        return {k: v for k, v in config.to_dict().items() if k not in CONDITION_FIELDS}
-
     if (isinstance(start, PixelCNNAutoEncoder) or type(start) is not type(target)
-            or core(start.config) != core(target.config)):
+            or _config_without(start, CONDITION_FIELDS) != _config_without(target, CONDITION_FIELDS)):
         raise TrainingError(f"--init_from {source}: it holds a {type(start).__name__} whose config differs from "
                             f"this run's model ({start.config.to_json()}), beyond its conditioning")
+    copied, total = warm_start(target, start), len(target.state_dict())
+    print(f"--init_from {source}: copied {copied} of {total} tensors; the other {total - copied}, the "
+          f"conditioning's, start fresh (V = 0)", flush=True)
+    return initial_history(source)
+
+
+def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in model.config.to_dict().items() if k not in names}
+
+
+def warm_start(target: nn.Module, start: nn.Module) -> int:
+    """Copy `start`'s layers into a PixelCNN that differs only in its conditioning; returns how
+    many tensors were copied. The conditioning weights, which have no counterpart, start fresh;
+    a class model's class biases are folded in (`folded_class_biases`) and every V is zeroed, so
+    training starts from `start`'s likelihood with its condition averaged out."""
     state = target.state_dict()
     conditioning = tuple(f"{name}." for name, module in target.named_modules()
                          if isinstance(module, ConditionBias) or name == "condition")
@@ -803,20 +815,11 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
               if k in state and state[k].shape == v.shape and not k.startswith(conditioning)}
     shared.update(folded_class_biases(start))
     target.load_state_dict(shared, strict=False)
-    with torch.no_grad():  # V = 0: the warm-started model begins exactly where `start` ended
+    with torch.no_grad():
         for module in target.modules():
             if isinstance(module, ConditionBias):
                 module.proj.weight.zero_()
-    print(f"--init_from {source}: copied {len(shared)} of {len(state)} tensors; the conditioning's "
-          f"{len(state) - len(shared)} start fresh (V = 0)", flush=True)
-    return initial_history(source)
-
-
-def _same_shape(a: nn.Module, b: nn.Module) -> bool:
-    """Whether two models of one class have equal configs, class names aside."""
-    def shape(model: nn.Module) -> dict[str, Any]:
-        return {k: v for k, v in model.config.to_dict().items() if k != "class_names"}
-    return shape(a) == shape(b)
+    return len(shared)
 
 
 def folded_class_biases(model: nn.Module) -> dict[str, torch.Tensor]:

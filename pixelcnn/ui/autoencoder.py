@@ -6,11 +6,10 @@ import math
 from dataclasses import dataclass
 
 import gradio as gr
-import torch
 
 from ..autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction, reconstructions
-from ..images import UploadError, display_scale, image_grid, load_upload
-from .common import MAX_SAMPLES, play, progress_text, render_frame
+from ..images import display_scale, image_grid
+from .common import MAX_SAMPLES, play, progress_text, read_upload, render_frame, sampling_controls
 from .models import Explorer
 
 EXPLANATION = ("The MSE decoder must give one answer, so it "
@@ -81,13 +80,8 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
             labels = [code_label(m) for m in models]
             code = gr.Radio(labels, value=labels[0] if labels else None, label="Code length",
                             info="numbers the encoder keeps of the image's 3,072", elem_id="ae-code")
-            n_samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="PixelCNN decodings")
-            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
-                                    info="0 is greedy decoding: flat, identical images")
-            seed = gr.Number(value=0, precision=0, label="Seed")
-            with gr.Row():
-                decode = gr.Button("Encode and decode", variant="primary", elem_id="ae-decode")
-                stop = gr.Button("Stop", elem_id="ae-stop")
+            n_samples, temperature, seed, decode, stop = sampling_controls(
+                "PixelCNN decodings", 4, "Encode and decode", "ae-decode", "ae-stop")
         with gr.Column(scale=2):
             with gr.Row():
                 original = gr.Image(label="The image as the model sees it", type="pil", interactive=False,
@@ -124,10 +118,7 @@ def encode_and_decode(explorer: Explorer, path: str | None, example: str | None,
     path = path or pair.examples.get(example or "")
     if not path:
         raise gr.Error("upload an image or pick a test image")
-    try:
-        x, notices = load_upload(path, cfg)
-    except UploadError as e:
-        raise gr.Error(f"cannot use this file: {e}")
+    x, notices = read_upload(path, cfg)
     scale = display_scale(cfg.width, target=192, padding=0)
     seen = image_grid(x, nrow=1, levels=cfg.levels, padding=0, scale=scale)
     blurred = (image_grid(mse_reconstruction(pair.mse, x), nrow=1, levels=cfg.levels, padding=0, scale=scale)

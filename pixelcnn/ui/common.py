@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import gradio as gr
 from PIL import Image
 
-from ..images import image_grid, outline_pixel
+from ..images import UploadError, image_grid, load_upload, outline_pixel
 from ..sampling import SampleProgress
 
 MAX_SAMPLES = 16          # images per request
@@ -32,6 +32,26 @@ def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
     """A gallery that shows whole images with their captions, pixelated."""
     return gr.Gallery(label=label, columns=columns, fit_columns=False, height=250, object_fit="contain",
                       elem_id=elem_id, allow_preview=True, elem_classes=["pixelated"], format="png")
+
+
+def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str) -> tuple:
+    """(count slider, temperature, seed, action button, Stop button) of a tab that streams samples."""
+    n_samples = gr.Slider(1, MAX_SAMPLES, value=n, step=1, label=what)
+    temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
+                            info="0 is greedy decoding: flat, identical images")
+    seed = gr.Number(value=0, precision=0, label="Seed")
+    with gr.Row():
+        run = gr.Button(action, variant="primary", elem_id=elem_id)
+        stop = gr.Button("Stop", elem_id=stop_id)
+    return n_samples, temperature, seed, run, stop
+
+
+def read_upload(path: str, config):
+    """`load_upload` for a handler: (image (1, C, H, W), notices), or a gr.Error that says what is wrong."""
+    try:
+        return load_upload(path, config)
+    except UploadError as e:
+        raise gr.Error(f"cannot use this file: {e}")
 
 
 def save_png(picture: Image.Image, prefix: str) -> str:

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from ..faces import EMBEDDING_DIM, Face, default_embedder
 from ..images import UploadError, display_scale, image_grid, open_image
 from ..sampling import between, interpolate, stream
-from .common import MAX_SAMPLES, gallery, play, progress_text, render_frame
+from .common import MAX_SAMPLES, play, progress_text, render_frame, sampling_controls
 from .models import Explorer
 
 PRIVACY = ("Photos are processed in memory for this request and not kept: nothing is written but the "
@@ -90,13 +90,8 @@ def face_layout(explorer: Explorer) -> FaceTab:
             upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="face-upload")
             example = gr.Dropdown(list(face_examples(explorer)), value=None, label="…or an example face "
                                   "(people the model never saw)", allow_custom_value=True, elem_id="face-example")
-            n_samples = gr.Slider(1, MAX_SAMPLES, value=8, step=1, label="Portraits")
-            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
-                                    info="0 is greedy decoding: flat, identical images")
-            seed = gr.Number(value=0, precision=0, label="Seed")
-            with gr.Row():
-                generate = gr.Button("Draw portraits", variant="primary", elem_id="face-generate")
-                stop = gr.Button("Stop", elem_id="face-stop")
+            n_samples, temperature, seed, generate, stop = sampling_controls(
+                "Portraits", 8, "Draw portraits", "face-generate", "face-stop")
         with gr.Column(scale=2):
             with gr.Row():
                 photo = gr.Image(label="The face found", type="pil", interactive=False, format="png", buttons=[])

@@ -7,10 +7,9 @@ from typing import Any
 import gradio as gr
 import torch
 
-from ..images import (UploadError, completion_picture, display_scale, distribution_figure, heat_map_with_bar,
-                      image_grid, load_upload)
+from ..images import completion_picture, display_scale, distribution_figure, heat_map_with_bar, image_grid
 from ..sampling import given_top_rows, stream
-from .common import ROW_FRAME_S, paced
+from .common import ROW_FRAME_S, paced, read_upload
 from .models import AUTO_CLASS, Explorer, class_choices, class_index
 
 UNIFORM_WARNING = ("**This image is far outside what the model learnt**: above 8 bits/dim it costs more than "
@@ -85,10 +84,7 @@ def measure(explorer: Explorer, choice: str, path: str | None, name: str | None,
     cfg = model.config
     if not path:
         raise gr.Error("upload an image or pick a test image first")
-    try:
-        x, notices = load_upload(path, cfg)
-    except UploadError as e:
-        raise gr.Error(f"cannot use this file: {e}")
+    x, notices = read_upload(path, cfg)
     lines, k = [], None
     if cfg.conditioning == "class":
         per_class = class_ranking(model, x)
