@@ -190,8 +190,29 @@ class VectorCondition(Condition):
         return (f"this model is conditioned on {self.kind!r}: it needs a float tensor of shape "
                 f"({batch_size}, {self.width})")
 
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__(config)
+        if config.standardise_cond:
+            self.register_buffer("cond_mean", torch.zeros(config.cond_dim))
+            self.register_buffer("cond_std", torch.ones(config.cond_dim))
+
     def encode_raw(self, cond: Tensor, batch_size: int) -> Tensor:
         raise ValueError(f"{self.expected(batch_size)}, got {tuple(cond.shape)} {cond.dtype}")
+
+    def fit_statistics(self, vectors: Tensor) -> None:
+        """Set the standardisation from the training vectors (N, cond_dim) (`standardise_cond` only)."""
+        if not self.config.standardise_cond:
+            raise ValueError("this model reads h as it is (standardise_cond=False)")
+        vectors = torch.as_tensor(vectors, dtype=torch.float64)
+        self.cond_mean.copy_(vectors.mean(0))
+        self.cond_std.copy_(vectors.std(0).clamp_min(1e-6))
+
+    def standardise(self, h: Tensor) -> Tensor:
+        """h (B, F) -> what V reads: (h - mean) / std with `standardise_cond`, else h itself."""
+        return (h - self.cond_mean) / self.cond_std if self.config.standardise_cond else h
+
+    def layer_input(self, h: Tensor | None) -> Tensor | None:
+        return None if h is None else self.standardise(h)
 
 
 class SpatialCondition(VectorCondition):
@@ -217,7 +238,7 @@ class SpatialCondition(VectorCondition):
                                                config.height, config.width)
 
     def layer_input(self, h: Tensor | None) -> Tensor | None:
-        return self.spatial_net(h)
+        return None if h is None else self.spatial_net(self.standardise(h))
 
 
 class SpatialConditionNet(nn.Module):

@@ -64,6 +64,9 @@ class PixelCNNConfig(ImageShape):
             `num_classes`), "vector" (a float vector of `cond_dim`, e.g. a face embedding) or
             "spatial" (a vector of `cond_dim` mapped by a deconvolution network m(h) to a map of
             `spatial_channels`).
+        standardise_cond: for "vector" and "spatial", V reads h standardised per component with the
+            training set's mean and std (buffers that training fills in), so that it learns as fast
+            as the convolutions: a face embedding's components vary by only about 0.05.
         class_names: optional names of the classes, for display (training fills them in).
     """
 
@@ -79,6 +82,7 @@ class PixelCNNConfig(ImageShape):
     num_classes: int | None = None
     cond_dim: int | None = None
     spatial_channels: int = 32
+    standardise_cond: bool = False
     class_names: tuple[str, ...] | None = None
     architecture: str = "gated"
 
@@ -141,6 +145,8 @@ class PixelCNNConfig(ImageShape):
                                               f"got {self.conditioning!r}")
         problem = condition_class(self.conditioning).config_error(self)
         need(problem is None, str(problem))
+        need(not self.standardise_cond or self.conditioning in ("vector", "spatial"),
+             f"standardise_cond applies to 'vector' and 'spatial' conditioning, not {self.conditioning!r}")
         if self.class_names is not None:
             need(self.conditioning == "class" and len(self.class_names) == self.num_classes,
                  f"class_names must name each of the num_classes={self.num_classes} classes of a "

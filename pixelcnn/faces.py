@@ -181,10 +181,10 @@ def portrait_dataset(split: str, data_dir: str | Path | None = None, cache_dir: 
     if not root or not (Path(root) / PORTRAIT_FILE).is_file():
         raise DatasetError(f"celeba-portraits needs {PORTRAIT_FILE} under data_dir (or PIXELCNN_DATA_DIR); "
                            f"got {root!r}")
-    path = (Path(root) / PORTRAIT_FILE).resolve()  # one cache entry, however the folder is named
+    path = (Path(root) / PORTRAIT_FILE).resolve()  # the cache is keyed on its contents
     raw = load_dataset(f"parquet:{path}", "all", cache_dir=cache_dir)
     cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-    key = _cache_key(f"parquet:{path}|dlib-resnet-v1|160", "all", [path])
+    key = _cache_key("celeba-portraits|dlib-resnet-v1|160", "all", [path])
     embeddings = cached_array(cache / f"{key}.faces.npy", lambda: crop_embeddings(raw.images.numpy())[0])
     _, held_out = split_people(raw.labels.numpy())
     keep = torch.tensor([(int(label) in held_out) == (split == "test") for label in raw.labels])

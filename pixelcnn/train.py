@@ -149,13 +149,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
         for f in fields(cls):
             if f.name in ("preset", "class_names"):  # class names come from the dataset
                 continue
-            if f.type is bool:
+            if f.name == "standardise_cond":  # None: the preset's choice where it applies (see below)
+                group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=None,
+                                   help=f"default: {defaults[f.name]} for a condition given as vectors")
+            elif f.type is bool:
                 group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=defaults[f.name])
             else:
                 group.add_argument(f"--{f.name}", type=lambda s, t=f.type: _parse_value(t, s),
                                    default=defaults[f.name], metavar=f.name.upper(),
                                    help=f"default: {defaults[f.name]}")
     args = vars(parser.parse_args(argv))
+    if args["standardise_cond"] is None:  # e.g. the faces preset's unconditional twin: nothing to standardise
+        given_vectors = args["conditioning"] in ("vector", "spatial") and args["encoder"] == "none"
+        args["standardise_cond"] = model_defaults["standardise_cond"] and given_vectors
     train = TrainConfig(**{f.name: args[f.name] for f in fields(TrainConfig)})
     model = PixelCNNConfig.from_dict({f.name: args[f.name] for f in fields(PixelCNNConfig) if f.name in args})
     return train, model
@@ -264,6 +270,9 @@ def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module
         return build_model(model_config)
     if cfg.encoder != "conv":
         raise TrainingError(f"--encoder must be 'none' or 'conv', got {cfg.encoder!r}")
+    if model_config.standardise_cond:
+        raise TrainingError("--standardise_cond standardises given vectors with the training set's statistics; "
+                            "an encoder's code is learnt, so train it with --no-standardise_cond")
     if model_config.conditioning not in ("vector", "spatial"):
         raise TrainingError("--encoder conv needs a decoder conditioned on its code: --conditioning vector or "
                             "spatial, with --cond_dim the code's length")
@@ -278,6 +287,14 @@ def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) 
     """The raw condition of a batch for this model: the field its condition names, or None."""
     field = model.condition_field
     return None if field is None else batch[field].to(device)
+
+
+def fit_condition_statistics(model: nn.Module, data: ImageDataset) -> bool:
+    """A fresh model with `standardise_cond` takes its mean and std of h from the training vectors."""
+    if not getattr(model.config, "standardise_cond", False):
+        return False
+    model.condition.fit_statistics(data.vectors)
+    return True
 
 
 def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool) -> tuple[ImageDataset, ImageDataset]:
@@ -547,6 +564,8 @@ class Trainer:
         self.model_config = model_config
         self.model = build_trainable(cfg, model_config).to(self.device)
         self.metric = metric_of(self.model)
+        if checkpoint is None and not cfg.init_from and fit_condition_statistics(self.model, self.train_data):
+            self.say("standardised h with the mean and std of the training vectors")
         if cfg.init_from and checkpoint is None:
             self.history = load_initial_weights(self.model, cfg.init_from)
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")

@@ -100,3 +100,28 @@ def test_the_composite_round_trips_and_its_code_is_a_condition(tmp_path):
     (tmp_path / "ae" / "encoder" / "model.safetensors").unlink()
     with pytest.raises(pixelcnn.CheckpointError, match="model.safetensors"):
         pixelcnn.from_pretrained(tmp_path / "ae")
+
+
+@pytest.mark.parametrize("conditioning", ["vector", "spatial"])
+def test_a_standardised_condition_is_the_same_model_reading_standardised_h(conditioning, tmp_path):
+    """standardise_cond: V reads (h - mean) / std with the training vectors' statistics, saved with
+    the weights; a user still passes the raw vector (e.g. a face embedding)."""
+    config = tiny_config(channels=3, conditioning=conditioning)
+    plain = random_model("gated", config)
+    model = random_model("gated", config.replace(standardise_cond=True))
+    training_vectors = 0.05 * torch.randn(200, 3, dtype=torch.float64) + torch.tensor([0.1, -0.2, 0.3])
+    model.condition.fit_statistics(training_vectors)
+    assert torch.allclose(model.condition.cond_mean, training_vectors.mean(0))
+    assert torch.allclose(model.condition.cond_std, training_vectors.std(0))
+    x, h = random_images(config, 2), training_vectors[:2]
+    with torch.no_grad():
+        standardised = (h - training_vectors.mean(0)) / training_vectors.std(0)
+        assert torch.allclose(model(x, h), plain(x, standardised))
+        assert not torch.allclose(model(x, h), plain(x, h))
+    model.save_pretrained(tmp_path / "m")
+    again = pixelcnn.from_pretrained(tmp_path / "m").to(torch.float64)
+    assert torch.allclose(again.condition.cond_mean, model.condition.cond_mean, atol=1e-7)
+    with pytest.raises(ValueError, match="standardise_cond applies to 'vector' and 'spatial'"):
+        tiny_config(conditioning="class", standardise_cond=True)
+    with pytest.raises(ValueError, match="reads h as it is"):
+        plain.condition.fit_statistics(training_vectors)

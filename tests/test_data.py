@@ -1,6 +1,7 @@
 """Dataset loading: the Hub's parquet layout, folders of PNGs, the decoded cache, and clear errors."""
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,17 @@ def test_reads_the_hub_parquet_layout_from_a_data_dir_and_caches_it(tmp_path, mo
     again = load_dataset("mnist", "train", data_dir=tmp_path / "data", cache_dir=cache)
     assert torch.equal(again.images, mnist.images) and torch.equal(again.labels, mnist.labels)
     assert again.class_names == mnist.class_names
+    # the same bytes elsewhere (another path, a new modification time) keep the cache
+    shutil.copytree(tmp_path / "data", tmp_path / "copy")
+    copied = load_dataset("mnist", "train", data_dir=tmp_path / "copy", cache_dir=cache)
+    assert torch.equal(copied.images, mnist.images)
+    # changed bytes do not
+    monkeypatch.undo()
+    changed = random_uint8((12, 1, 28, 28), seed=5)
+    write_hub_parquet(tmp_path / "copy" / "mnist" / "mnist" / "train-00000-of-00001.parquet", changed,
+                      list(range(10)) + [3, 4], [str(k) for k in range(10)])
+    assert torch.equal(load_dataset("mnist", "train", data_dir=tmp_path / "copy", cache_dir=cache).images,
+                       torch.from_numpy(changed))
 
 
 def test_any_hub_dataset_by_id_reads_its_local_copy(tmp_path):

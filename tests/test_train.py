@@ -179,6 +179,26 @@ def test_vector_and_spatial_conditions_train_from_aligned_vectors(stripes, tmp_p
                                  "--vectors", str(tmp_path / "vec_{split}.npy"), "--steps", "2"))
     assert wrong.returncode == 1 and "vectors of 3 but the model is conditioned on vectors of cond_dim=5" in wrong.stderr
 
+    # --standardise_cond: the exported model reads h standardised with the training vectors' statistics
+    out = tmp_path / f"{conditioning}-standardised"
+    result = run_train(train_args(stripes, out, "--conditioning", conditioning, "--cond_dim", "3",
+                                  "--spatial_channels", "4", "--vectors", str(tmp_path / "vec_{split}.npy"),
+                                  "--steps", "2", "--standardise_cond"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    train_vectors = torch.from_numpy(np.load(tmp_path / "vec_train.npy"))
+    condition = pixelcnn.from_pretrained(out / "model").condition
+    assert torch.allclose(condition.cond_mean, train_vectors.mean(0))
+    assert torch.allclose(condition.cond_std, train_vectors.std(0).clamp_min(1e-6))
+
+
+def test_the_faces_preset_standardises_its_embedding_but_not_its_unconditional_twin():
+    from pixelcnn.train import parse_args
+
+    assert parse_args(["--preset", "faces-portrait"])[1].standardise_cond
+    assert not parse_args(["--preset", "faces-portrait", "--conditioning", "none"])[1].standardise_cond
+    assert not parse_args(["--preset", "faces-portrait", "--no-standardise_cond"])[1].standardise_cond
+    assert not parse_args(["--preset", "cifar10-class"])[1].standardise_cond
+
 
 def test_the_original_pixelcnn_trains_through_the_cli(stripes, tmp_path):
     out = tmp_path / "original"
