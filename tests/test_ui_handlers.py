@@ -1,6 +1,5 @@
 """The app's handlers, called as functions: no server, no browser."""
 
-from pathlib import Path
 
 import gradio as gr
 import pytest
