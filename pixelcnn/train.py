@@ -290,10 +290,16 @@ def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) 
 
 
 def fit_condition_statistics(model: nn.Module, data: ImageDataset) -> bool:
-    """A fresh model with `standardise_cond` takes its mean and std of h from the training vectors."""
+    """A fresh model with `standardise_cond` takes its mean and std of h from the training vectors,
+    and starts with every V = 0: it starts as an unconditional model, where V's default initialisation
+    would add a random bias of std ~0.6 per image to every gate."""
     if not getattr(model.config, "standardise_cond", False):
         return False
     model.condition.fit_statistics(data.vectors)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, ConditionBias):
+                module.proj.weight.zero_()
     return True
 
 

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 import pixelcnn
 from pixelcnn.data import load_dataset
 from pixelcnn.hub import read_metrics
+from pixelcnn.train import fit_condition_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,6 +190,13 @@ def test_vector_and_spatial_conditions_train_from_aligned_vectors(stripes, tmp_p
     condition = pixelcnn.from_pretrained(out / "model").condition
     assert torch.allclose(condition.cond_mean, train_vectors.mean(0))
     assert torch.allclose(condition.cond_std, train_vectors.std(0).clamp_min(1e-6))
+    # it starts as an unconditional model (every V = 0), and training moves V
+    fresh = pixelcnn.build_model(condition.config)
+    assert fit_condition_statistics(fresh, load_dataset(f"folder:{stripes}", "train").with_vectors(train_vectors))
+    v_names = [name for name in fresh.state_dict() if ".cond_" in name and name.endswith("proj.weight")]
+    assert v_names and all(fresh.state_dict()[name].abs().sum() == 0 for name in v_names)
+    trained = load_file(out / "model" / "model.safetensors")
+    assert all(trained[name].abs().sum() > 0 for name in v_names)
 
 
 def test_the_faces_preset_standardises_its_embedding_but_not_its_unconditional_twin():
