@@ -108,3 +108,47 @@ def marginal_bits_per_dim(model: nn.Module, images: Tensor, batch_size: int = 50
         per_class = torch.stack([model.log_prob(x, torch.full((len(x),), c, device=x.device)) for c in range(k)], 1)
         total += -(torch.logsumexp(per_class, 1) - math.log(k)).sum().item()
     return total / (len(images) * model.config.num_subpixels * math.log(2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m pixelcnn.evaluation MODEL: the share of a class-conditional MNIST model's samples that
+    its classifier (MODEL/classifier, trained on --data_dir's MNIST if missing) recognises, written to
+    `recognised` in MODEL/metrics.json and its card."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from .data import load_dataset
+    from .hub import METRICS_NAME, from_pretrained, read_metrics
+    from .train import rewrite_card
+
+    parser = argparse.ArgumentParser(prog="python -m pixelcnn.evaluation", description=main.__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data_dir", help="MNIST, to train the classifier or measure its test accuracy")
+    parser.add_argument("--per_class", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    model, folder = from_pretrained(args.model), args.model / "classifier"
+    test = load_dataset("mnist", "test", data_dir=args.data_dir) if args.data_dir else None
+    if (folder / "config.json").is_file():
+        classifier = DigitClassifier.from_pretrained(folder)
+    elif test is None:
+        parser.error(f"{folder} holds no classifier: pass --data_dir to train one")
+    else:
+        classifier, _ = train_classifier(load_dataset("mnist", "train", data_dir=args.data_dir), test)
+        classifier.save_pretrained(folder)
+    rate, _, classes = recognition_rate(model, classifier, args.per_class, args.seed, args.temperature)
+    metrics = read_metrics(args.model) or {}
+    previous = metrics.get("recognised", {})
+    metrics["recognised"] = {"rate": rate, "samples": len(classes), "temperature": args.temperature, "seed": args.seed,
+                             "classifier_test_accuracy": accuracy(classifier, test.images, test.labels)
+                             if test is not None else previous.get("classifier_test_accuracy")}
+    (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+    rewrite_card(args.model, model)
+    print(json.dumps(metrics["recognised"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

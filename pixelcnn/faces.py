@@ -331,7 +331,7 @@ def portrait_figures(model, test, drawn, per_person: int, folder: Path, people: 
 
 def main(argv: list[str] | None = None) -> int:
     """python -m pixelcnn.faces MODEL TWIN --data_dir DIR: measure a portrait model on held-out people,
-    write the figures to `portraits` in MODEL/metrics.json, and the example faces and pictures."""
+    write the figures to `portraits` in MODEL/metrics.json and its card, and the example faces and pictures."""
     import argparse
     import json
 
@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import from_pretrained
     from .hub import METRICS_NAME, read_metrics
+    from .train import rewrite_card
 
     parser = argparse.ArgumentParser(prog="python -m pixelcnn.faces", description=main.__doc__)
     parser.add_argument("model", type=Path)
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = read_metrics(args.model) or {}
     metrics["portraits"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
     (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+    rewrite_card(args.model, model)
     held_out_examples(args.data_dir, args.model / "examples")
     portrait_figures(model, test, drawn, args.per_person, args.model)
     print(json.dumps(metrics["portraits"], indent=2))

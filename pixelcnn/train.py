@@ -510,8 +510,10 @@ def card_extras(metrics: dict[str, Any]) -> str:
         r = metrics["recognised"]
         parts.append(f"\n**Samples that read as their class**: {r['rate']:.1%} of {r['samples']} class-conditional "
                      f"samples (temperature {r['temperature']:g}, seed {r['seed']}) are recognised as the class "
-                     f"asked for by a small MNIST classifier ({r['classifier_test_accuracy']:.1%} on the test split; "
-                     f"`classifier/`, `pixelcnn.evaluation`).\n")
+                     f"asked for by a small MNIST classifier (" + (
+                         f"{r['classifier_test_accuracy']:.1%} on the test split; "
+                         if r.get("classifier_test_accuracy") is not None else "") +
+                     "`classifier/`, `pixelcnn.evaluation`).\n")
     if "portraits" in metrics:
         p = metrics["portraits"]
         parts.append(f"""
@@ -526,12 +528,27 @@ def card_extras(metrics: dict[str, Any]) -> str:
 | mean pixel change between neighbours of an interpolation row, one seed | {p['interpolation_neighbour_change']:.1f} |
 | ... with independent seeds | {p['independent_neighbour_change']:.1f} |
 """)
+    if "conditioning_comparison" in metrics:
+        c = metrics["conditioning_comparison"]
+        rows = "".join(f"| {name} | " + ", ".join(f"{bpd:.3f} at {step}" for step, bpd in curve.items()) + " |\n"
+                       for name, curve in c.items() if isinstance(curve, dict))
+        parts.append(f"\n**Forms of conditioning compared** ({c.get('note', 'test bits/dim at equal steps')}):\n\n"
+                     f"| conditioning | test bits/dim at step |\n|---|---|\n{rows}")
     if metrics.get("dataset") == "celeba-portraits":
         parts.append("\n**Data terms.** Trained on face crops from CelebA (Liu et al., 2015), whose terms allow "
                      "non-commercial research use only; these weights inherit them. Embeddings come from dlib's "
                      "ResNet face descriptor (`pixelcnn.faces`). The example faces are photos of held-out "
                      "people, never seen in training.\n")
     return "".join(parts)
+
+
+def rewrite_card(folder: Path, model: nn.Module) -> None:
+    """Regenerate a folder's model card from its metrics.json, keeping the card's title: for the
+    measurements that run after training (`pixelcnn.faces`, `pixelcnn.evaluation`)."""
+    folder = Path(folder)
+    card = folder / "README.md"
+    titles = [line[2:] for line in card.read_text().splitlines() if line.startswith("# ")] if card.is_file() else []
+    card.write_text(model_card(read_metrics(folder), model, titles[0] if titles else folder.name))
 
 
 def write_export(model: nn.Module, folder: Path, metrics: dict[str, Any], title: str) -> None:

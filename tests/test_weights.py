@@ -68,6 +68,37 @@ def test_the_digit_classifier_learns_from_a_slice():
     assert accuracy > 0.85  # ten classes: chance is 0.1
 
 
+def test_the_recognition_command_records_the_share_and_rewrites_the_card(tmp_path):
+    """python -m pixelcnn.evaluation MODEL: the share its classifier recognises goes into metrics.json
+    and the card, whose title and history stay."""
+    import json
+
+    from pixelcnn.evaluation import ClassifierConfig, DigitClassifier, main, recognition_rate
+    from pixelcnn.train import model_card
+
+    config = pixelcnn.PixelCNNConfig(image_channels=1, image_size=28, hidden_channels=4, n_layers=2, head_channels=8,
+                                     conditioning="class", num_classes=10)
+    torch.manual_seed(0)
+    model, classifier = pixelcnn.build_model(config), DigitClassifier(ClassifierConfig())
+    folder = tmp_path / "digits"
+    model.save_pretrained(folder)
+    classifier.save_pretrained(folder / "classifier")
+    history = [{"command": "python -m pixelcnn.train --preset tiny", "steps": 1, "batch_size": 8, "lr": 0.01,
+                "wall_time_s": 1.0, "hardware": "cpu", "core_hours": 0.0, "init_from": None, "test_bpd": 8.0}]
+    metrics = {"test_bpd": 8.0, "test_images": 10, "dataset": "mnist", "train_images": 10, "parameters": 1,
+               "torch": torch.__version__, "history": history}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "README.md").write_text(model_card(metrics, model, "digits on mnist"))
+
+    assert main([str(folder), "--per_class", "2", "--seed", "3"]) == 0
+    recorded = read_metrics(folder)["recognised"]
+    rate, _, _ = recognition_rate(model, classifier, per_class=2, seed=3)
+    assert recorded["rate"] == rate and recorded["samples"] == 20 and recorded["seed"] == 3
+    card = (folder / "README.md").read_text()
+    assert "# digits on mnist" in card and f"{rate:.1%} of 20 class-conditional samples" in card
+    assert "python -m pixelcnn.train --preset tiny" in card
+
+
 @pytest.mark.slow
 def test_the_recorded_share_of_recognised_digits_matches_a_fresh_draw():
     from pixelcnn.evaluation import DigitClassifier, accuracy, recognition_rate
