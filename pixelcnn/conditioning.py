@@ -208,8 +208,11 @@ class VectorCondition(Condition):
         self.cond_std.copy_(vectors.std(0).clamp_min(1e-6))
 
     def standardise(self, h: Tensor) -> Tensor:
-        """h (B, F) -> what V reads: (h - mean) / std with `standardise_cond`, else h itself."""
-        return (h - self.cond_mean) / self.cond_std if self.config.standardise_cond else h
+        """h (B, F) -> what V reads: with `standardise_cond`, (h - mean) / (std sqrt(F)), a vector of
+        expected norm 1, so that Adam moves V h like one bias rather than F of them; else h itself."""
+        if not self.config.standardise_cond:
+            return h
+        return (h - self.cond_mean) / (self.cond_std * math.sqrt(self.width))
 
     def layer_input(self, h: Tensor | None) -> Tensor | None:
         return None if h is None else self.standardise(h)

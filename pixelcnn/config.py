@@ -65,8 +65,8 @@ class PixelCNNConfig(ImageShape):
             "spatial" (a vector of `cond_dim` mapped by a deconvolution network m(h) to a map of
             `spatial_channels`).
         standardise_cond: for "vector" and "spatial", V reads h standardised per component with the
-            training set's mean and std (buffers that training fills in), so that it learns as fast
-            as the convolutions: a face embedding's components vary by only about 0.05.
+            training set's mean and std (buffers that training fills in) and scaled to norm ~1: a face
+            embedding's components sit far from 0 and vary by only about 0.05.
         class_names: optional names of the classes, for display (training fills them in).
     """
 

@@ -289,6 +289,15 @@ def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) 
     return None if field is None else batch[field].to(device)
 
 
+def statistics_fitted(model: nn.Module) -> bool:
+    """Whether a model with `standardise_cond` holds statistics (a warm start from a model without
+    them, or without conditioning, leaves them at mean 0 and std 1)."""
+    condition = getattr(model, "condition", None)
+    if not getattr(getattr(model, "config", None), "standardise_cond", False):
+        return True
+    return bool(condition.cond_mean.any() or (condition.cond_std != 1).any())
+
+
 def fit_condition_statistics(model: nn.Module, data: ImageDataset) -> bool:
     """A fresh model with `standardise_cond` takes its mean and std of h from the training vectors,
     and starts with every V = 0: it starts as an unconditional model, where V's default initialisation
@@ -587,11 +596,12 @@ class Trainer:
         self.model_config = model_config
         self.model = build_trainable(cfg, model_config).to(self.device)
         self.metric = metric_of(self.model)
-        if checkpoint is None and not cfg.init_from and fit_condition_statistics(self.model, self.train_data):
-            self.say("standardised h with the mean and std of the training vectors")
         if cfg.init_from and checkpoint is None:
             self.history = load_initial_weights(self.model, cfg.init_from)
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
+        fresh_condition = checkpoint is None and (not cfg.init_from or not statistics_fitted(self.model))
+        if fresh_condition and fit_condition_statistics(self.model, self.train_data):
+            self.say("standardised h with the mean and std of the training vectors; V starts at 0")
         self.ema = AveragedModel(self.model, avg_fn=ema_average(cfg.ema_decay))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.position, self.elapsed_before, self.cpu_before = 0, 0, 0, 0.0, 0.0
@@ -815,7 +825,7 @@ def initial_history(source: str | None) -> list[dict[str, Any]]:
     return list((read_metrics(source) or {}).get("history", []))
 
 
-CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "spatial_channels")
+CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "spatial_channels", "standardise_cond")
 
 
 def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:

@@ -197,6 +197,15 @@ def test_vector_and_spatial_conditions_train_from_aligned_vectors(stripes, tmp_p
     assert v_names and all(fresh.state_dict()[name].abs().sum() == 0 for name in v_names)
     trained = load_file(out / "model" / "model.safetensors")
     assert all(trained[name].abs().sum() > 0 for name in v_names)
+    # a warm start from an unconditional model fits the statistics too
+    unconditional = tmp_path / f"{conditioning}-none"
+    assert run_train(train_args(stripes, unconditional, "--conditioning", "none", "--steps", "1")).returncode == 0
+    warm = tmp_path / f"{conditioning}-warm"
+    result = run_train(train_args(stripes, warm, "--conditioning", conditioning, "--cond_dim", "3",
+                                  "--spatial_channels", "4", "--vectors", str(tmp_path / "vec_{split}.npy"),
+                                  "--steps", "1", "--standardise_cond", "--init_from", str(unconditional / "model")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.allclose(pixelcnn.from_pretrained(warm / "model").condition.cond_mean, train_vectors.mean(0))
 
 
 def test_the_faces_preset_standardises_its_embedding_but_not_its_unconditional_twin():
