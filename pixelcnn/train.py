@@ -292,9 +292,9 @@ def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) 
 def statistics_fitted(model: nn.Module) -> bool:
     """Whether a model with `standardise_cond` holds statistics (a warm start from a model without
     them, or without conditioning, leaves them at mean 0 and std 1)."""
-    condition = getattr(model, "condition", None)
     if not getattr(getattr(model, "config", None), "standardise_cond", False):
         return True
+    condition = model.condition
     return bool(condition.cond_mean.any() or (condition.cond_std != 1).any())
 
 
