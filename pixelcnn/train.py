@@ -305,11 +305,16 @@ def fit_condition_statistics(model: nn.Module, data: ImageDataset) -> bool:
     if not getattr(model.config, "standardise_cond", False):
         return False
     model.condition.fit_statistics(data.vectors)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, ConditionBias):
-                module.proj.weight.zero_()
+    zero_condition_weights(model)
     return True
+
+
+@torch.no_grad()
+def zero_condition_weights(model: nn.Module) -> None:
+    """Every layer's V = 0: the model's likelihood no longer depends on its condition."""
+    for module in model.modules():
+        if isinstance(module, ConditionBias):
+            module.proj.weight.zero_()
 
 
 def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool) -> tuple[ImageDataset, ImageDataset]:
@@ -867,10 +872,7 @@ def warm_start(target: nn.Module, start: nn.Module) -> int:
               if k in state and state[k].shape == v.shape and not k.startswith(conditioning)}
     shared.update(folded_class_biases(start))
     target.load_state_dict(shared, strict=False)
-    with torch.no_grad():
-        for module in target.modules():
-            if isinstance(module, ConditionBias):
-                module.proj.weight.zero_()
+    zero_condition_weights(target)
     return len(shared)
 
 
