@@ -845,6 +845,11 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     if type(start) is type(model) and _config_without(start, names) == _config_without(model, names):
         model.load_state_dict(start.state_dict())
         return initial_history(source)
+    if type(start) is type(model) and is_deeper_twin(model, start):
+        copied, total = deepen(model, start), len(model.state_dict())
+        print(f"--init_from {source}: copied {copied} of {total} tensors into the first {start.config.n_layers} "
+              f"of {model.config.n_layers} layers; the new layers start with their output at 0", flush=True)
+        return initial_history(source)
     target = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
     if (isinstance(start, PixelCNNAutoEncoder) or type(start) is not type(target)
             or _config_without(start, CONDITION_FIELDS) != _config_without(target, CONDITION_FIELDS)):
@@ -858,6 +863,29 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
 
 def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in model.config.to_dict().items() if k not in names}
+
+
+def is_deeper_twin(model: nn.Module, start: nn.Module) -> bool:
+    """Whether `model` is a gated PixelCNN like `start` but with more layers (see `deepen`)."""
+    names = ("class_names", "n_layers")
+    return (getattr(model.config, "architecture", None) == "gated" and hasattr(start.config, "n_layers")
+            and model.config.n_layers > start.config.n_layers
+            and _config_without(start, names) == _config_without(model, names))
+
+
+@torch.no_grad()
+def deepen(target: nn.Module, start: nn.Module) -> int:
+    """Copy a gated PixelCNN into `target`, the same model with more layers; returns how many tensors
+    were copied. The new layers sit on top of the copied ones with their horizontal output at 0, so
+    the residual stream passes through them unchanged: `target` starts with exactly `start`'s
+    likelihood, and the receptive field grows (paper's lever: depth) as the new layers learn."""
+    state = target.state_dict()
+    shared = {k: v for k, v in start.state_dict().items() if k in state and state[k].shape == v.shape}
+    target.load_state_dict(shared, strict=False)
+    for layer in target.layers[start.config.n_layers:]:
+        layer.horizontal_out.weight.zero_()
+        layer.horizontal_out.bias.zero_()
+    return len(shared)
 
 
 def warm_start(target: nn.Module, start: nn.Module) -> int:

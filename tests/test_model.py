@@ -213,3 +213,40 @@ def test_an_unreachable_hub_fails_within_seconds(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "unreachable" in result.stdout, result.stdout + result.stderr
     assert time.perf_counter() - start < 10
+
+
+def test_a_deeper_model_starts_from_a_shallower_ones_likelihood_and_grows_its_field(tmp_path):
+    """`--init_from` a model with fewer layers (the paper's lever for a larger receptive field):
+    the new layers add nothing until they learn, then reach further up, and stay causal."""
+    from pixelcnn.receptive_field import dependency_map
+    from pixelcnn.train import load_initial_weights
+
+    from test_causality import ZERO, causal_violations
+
+    config = tiny_config(channels=3, size=(8, 8), conditioning="class", n_layers=2)
+    start = random_model("gated", config, dtype=torch.float32).eval()
+    start.save_pretrained(tmp_path / "shallow")
+    deep = pixelcnn.build_model(config.replace(n_layers=4))
+    load_initial_weights(deep, str(tmp_path / "shallow"))
+    x, labels = random_images(config, 4, seed=1), torch.arange(4) % config.num_classes
+    with torch.no_grad():
+        torch.testing.assert_close(deep.eval().bits_per_subpixel(x, labels), start.bits_per_subpixel(x, labels))
+
+    optimiser = torch.optim.Adam(deep.parameters(), lr=1e-2)
+    for _ in range(2):  # the first step moves the zeroed outputs; the second reaches every new weight
+        optimiser.zero_grad()
+        deep.train().loss(x, labels).backward()
+        optimiser.step()
+    new_layers = [p for layer in deep.layers[2:] for p in layer.parameters()]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in new_layers)
+
+    deep.eval()
+    target = (7, 4, 0)
+    assert dependency_map(deep, target, labels[:1]).sum() > dependency_map(start, target, labels[:1]).sum()
+    leak, influence = causal_violations(deep.double(), x[:1], labels[:1])
+    assert leak <= ZERO < influence
+
+    other = random_model("gated", config.replace(hidden_channels=8, n_layers=1))
+    other.save_pretrained(tmp_path / "narrower")
+    with pytest.raises(Exception, match="beyond its conditioning"):
+        load_initial_weights(pixelcnn.build_model(config.replace(n_layers=4)), str(tmp_path / "narrower"))
