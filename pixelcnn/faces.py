@@ -231,15 +231,16 @@ def default_embedder() -> DlibFaceEmbedder:
 
 
 # ------------------------------------------------------------------------------------ measurements
-def _bits_per_dim(model, images, cond, batch_size: int = 100) -> float:
+def _bits_per_image(model, images, cond, batch_size: int = 100) -> np.ndarray:
+    """bits/dim of each image (N,) given its condition (N, ...) or None."""
     import torch
 
-    total = 0.0
+    out = []
     with torch.no_grad():
         for s in range(0, len(images), batch_size):
             c = None if cond is None else cond[s:s + batch_size]
-            total += model.bits_per_dim(images[s:s + batch_size].long(), c).sum().item()
-    return total / len(images)
+            out.append(model.bits_per_dim(images[s:s + batch_size].long(), c).double().cpu().numpy())
+    return np.concatenate(out)
 
 
 def identify(embeddings: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -250,8 +251,9 @@ def identify(embeddings: np.ndarray, centres: np.ndarray) -> np.ndarray:
 def evaluate_portraits(model, twin, test, *, per_person: int = 8, seed: int = 0, embedder=None) -> dict:
     """The paper's section 3.3, measured on held-out people (`test`: images, labels, vectors).
 
-    bits/dim given each image's own embedding, given another held-out person's (mismatched), and of
-    the unconditional twin; top-1 identification of `per_person` portraits drawn from one photo of
+    bits/dim given each image's own embedding, given another held-out person's (mismatched), given
+    the mean embedding (an average person: what the condition adds without identity, e.g. where a
+    spatial condition's map tells the layers they are), and of the unconditional twin; top-1 identification of `per_person` portraits drawn from one photo of
     each person, against chance and against real photos at the same size; and the mean pixel change
     between neighbours of an interpolation row at one seed, against independent seeds.
     """
@@ -263,10 +265,19 @@ def evaluate_portraits(model, twin, test, *, per_person: int = 8, seed: int = 0,
     people = sorted(set(test.labels.tolist()))
     first = {p: int((test.labels == p).nonzero()[0, 0]) for p in people}
     other = torch.tensor([first[people[(people.index(int(p)) + 1) % len(people)]] for p in test.labels])
-    result = {"people": len(people), "images": len(test),
-              "bpd_own": _bits_per_dim(model, test.images, test.vectors),
-              "bpd_mismatched": _bits_per_dim(model, test.images, test.vectors[other]),
-              "bpd_unconditional": _bits_per_dim(twin, test.images, None) if twin is not None else None}
+    # an average person: the training mean (stored by a standardised condition), else the held-out mean
+    average = getattr(model.condition, "cond_mean", None)
+    average = (average if average is not None else test.vectors.mean(0)).float().expand(len(test), -1)
+    own, average = _bits_per_image(model, test.images, test.vectors), _bits_per_image(model, test.images, average)
+    gain = own - average  # what identity itself is worth, photo by photo
+    labels = test.labels.numpy()
+    result = {"people": len(people), "images": len(test), "bpd_own": float(own.mean()),
+              "bpd_mismatched": float(_bits_per_image(model, test.images, test.vectors[other]).mean()),
+              "bpd_average": float(average.mean()),
+              "identity_gain_standard_error": float(gain.std() / np.sqrt(len(gain))),
+              "photos_own_below_average": float((gain < 0).mean()),
+              "people_own_below_average": int(sum(gain[labels == p].mean() < 0 for p in people)),
+              "bpd_unconditional": float(_bits_per_image(twin, test.images, None).mean()) if twin is not None else None}
     centres = np.stack([test.vectors[test.labels == p].mean(0).numpy() for p in people])
     truth = np.repeat(np.arange(len(people)), per_person)
     drawn = [sample(model, per_person, test.vectors[first[p]], seed=seed + k) for k, p in enumerate(people)]

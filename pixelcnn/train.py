@@ -537,7 +537,7 @@ def card_extras(metrics: dict[str, Any]) -> str:
 |---|---|
 | test bits/dim given the person's own embedding | **{p['bpd_own']:.4f}** |
 | ... given another held-out person's embedding | {p['bpd_mismatched']:.4f} |
-| ... of the unconditional twin (same size and budget) | {p['bpd_unconditional']:.4f} |
+{average_row(p)}| ... of the unconditional twin (same size and budget) | {p['bpd_unconditional']:.4f} |
 | portraits identified as their person (top-1 among {p['people']}) | {p['identification_top1']:.1%} (chance {p['identification_chance']:.1%}; real 32x32 photos {p['identification_real_32px']:.1%}) |
 | mean pixel change between neighbours of an interpolation row, one seed | {p['interpolation_neighbour_change']:.1f} |
 | ... with independent seeds | {p['independent_neighbour_change']:.1f} |
@@ -554,6 +554,17 @@ def card_extras(metrics: dict[str, Any]) -> str:
                      "ResNet face descriptor (`pixelcnn.faces`). The example faces are photos of held-out "
                      "people, never seen in training.\n")
     return "".join(parts)
+
+
+def average_row(p: dict[str, Any]) -> str:
+    """The portrait card's row for bits/dim given the mean embedding, with what identity adds over it."""
+    if "bpd_average" not in p:
+        return ""
+    paired = (f"; the own embedding is {p['bpd_average'] - p['bpd_own']:.4f} ± "
+              f"{p['identity_gain_standard_error']:.4f} lower, on {p['photos_own_below_average']:.0%} of photos "
+              f"and for {p['people_own_below_average']} of {p['people']} people"
+              if "identity_gain_standard_error" in p else "")
+    return f"| ... given the mean embedding (an average person{paired}) | {p['bpd_average']:.4f} |\n"
 
 
 def rewrite_card(folder: Path, model: nn.Module) -> None:
