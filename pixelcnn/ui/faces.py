@@ -84,7 +84,9 @@ class FaceTab:
 
 def face_layout(explorer: Explorer) -> FaceTab:
     gr.Markdown(f"Upload a photo of a face: the model draws new portraits of that person, pixel by pixel, "
-                f"from the face embedding alone (the paper's section 3.3). {PRIVACY}")
+                f"from the face embedding alone (the paper's section 3.3). The shipped weights are a small model "
+                f"trained on a CPU: its portraits are face-shaped but follow the person only faintly (see its "
+                f"model card). {PRIVACY}")
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="face-upload")
