@@ -847,9 +847,9 @@ CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "s
 def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     """Copy the weights of a saved model into `model`; returns the history in its metrics.json.
 
-    A model of the same shape is copied whole (class names may differ). A plain PixelCNN that
-    differs from `model`'s PixelCNN (or auto-encoder decoder) only in its conditioning is a warm
-    start (`warm_start`).
+    A model of the same shape is copied whole (class names may differ); a shallower gated model is
+    deepened (`deepen`). A plain PixelCNN that differs from `model`'s PixelCNN (or auto-encoder
+    decoder) only in its conditioning is a warm start (`warm_start`).
     """
     start = from_pretrained(source)
     names = ("class_names",)
