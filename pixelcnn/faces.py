@@ -253,9 +253,11 @@ def evaluate_portraits(model, twin, test, *, per_person: int = 8, seed: int = 0,
 
     bits/dim given each image's own embedding, given another held-out person's (mismatched), given
     the mean embedding (an average person: what the condition adds without identity, e.g. where a
-    spatial condition's map tells the layers they are), and of the unconditional twin; top-1 identification of `per_person` portraits drawn from one photo of
-    each person, against chance and against real photos at the same size; and the mean pixel change
-    between neighbours of an interpolation row at one seed, against independent seeds.
+    spatial condition's map tells the layers they are), and of the unconditional twin, with the
+    paired gain of the own embedding over the average one; top-1 identification of `per_person`
+    portraits drawn from one photo of each person, against chance and against real photos at the
+    same size; and the mean pixel change between neighbours of an interpolation row at one seed,
+    against independent seeds.
     """
     import torch
 
@@ -266,9 +268,9 @@ def evaluate_portraits(model, twin, test, *, per_person: int = 8, seed: int = 0,
     first = {p: int((test.labels == p).nonzero()[0, 0]) for p in people}
     other = torch.tensor([first[people[(people.index(int(p)) + 1) % len(people)]] for p in test.labels])
     # an average person: the training mean (stored by a standardised condition), else the held-out mean
-    average = getattr(model.condition, "cond_mean", None)
-    average = (average if average is not None else test.vectors.mean(0)).float().expand(len(test), -1)
-    own, average = _bits_per_image(model, test.images, test.vectors), _bits_per_image(model, test.images, average)
+    mean_h = getattr(model.condition, "cond_mean", None)
+    mean_h = (mean_h if mean_h is not None else test.vectors.mean(0)).float().expand(len(test), -1)
+    own, average = _bits_per_image(model, test.images, test.vectors), _bits_per_image(model, test.images, mean_h)
     gain = own - average  # what identity itself is worth, photo by photo
     labels = test.labels.numpy()
     result = {"people": len(people), "images": len(test), "bpd_own": float(own.mean()),

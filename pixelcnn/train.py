@@ -40,7 +40,7 @@ from .data import DatasetError, ImageDataset, load_dataset
 from .hub import METRICS_NAME, from_pretrained, read_metrics
 from .images import image_grid
 from .layers import ConditionBias
-from .model import build_model
+from .model import GatedPixelCNN, build_model
 from .presets import model_preset
 from .sampling import sample
 
@@ -879,9 +879,21 @@ def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
 def is_deeper_twin(model: nn.Module, start: nn.Module) -> bool:
     """Whether `model` is a gated PixelCNN like `start` but with more layers (see `deepen`)."""
     names = ("class_names", "n_layers")
-    return (getattr(model.config, "architecture", None) == "gated" and hasattr(start.config, "n_layers")
+    return (isinstance(model, GatedPixelCNN) and isinstance(start, GatedPixelCNN)
             and model.config.n_layers > start.config.n_layers
             and _config_without(start, names) == _config_without(model, names))
+
+
+def copy_matching_tensors(target: nn.Module, start: nn.Module, skip: tuple[str, ...] = (),
+                          extra: dict[str, torch.Tensor] | None = None) -> int:
+    """Load every tensor of `start` that `target` has under the same name and shape (except names
+    starting with `skip`), then `extra`; returns how many were loaded."""
+    state = target.state_dict()
+    shared = {k: v for k, v in start.state_dict().items()
+              if k in state and state[k].shape == v.shape and not k.startswith(skip)}
+    shared.update(extra or {})
+    target.load_state_dict(shared, strict=False)
+    return len(shared)
 
 
 @torch.no_grad()
@@ -890,13 +902,11 @@ def deepen(target: nn.Module, start: nn.Module) -> int:
     were copied. The new layers sit on top of the copied ones with their horizontal output at 0, so
     the residual stream passes through them unchanged: `target` starts with exactly `start`'s
     likelihood, and the receptive field grows (paper's lever: depth) as the new layers learn."""
-    state = target.state_dict()
-    shared = {k: v for k, v in start.state_dict().items() if k in state and state[k].shape == v.shape}
-    target.load_state_dict(shared, strict=False)
+    copied = copy_matching_tensors(target, start)
     for layer in target.layers[start.config.n_layers:]:
         layer.horizontal_out.weight.zero_()
         layer.horizontal_out.bias.zero_()
-    return len(shared)
+    return copied
 
 
 def warm_start(target: nn.Module, start: nn.Module) -> int:
@@ -904,15 +914,11 @@ def warm_start(target: nn.Module, start: nn.Module) -> int:
     many tensors were copied. The conditioning weights, which have no counterpart, start fresh;
     a class model's class biases are folded in (`folded_class_biases`) and every V is zeroed, so
     training starts from `start`'s likelihood with its condition averaged out."""
-    state = target.state_dict()
     conditioning = tuple(f"{name}." for name, module in target.named_modules()
                          if isinstance(module, ConditionBias) or name == "condition")
-    shared = {k: v for k, v in start.state_dict().items()
-              if k in state and state[k].shape == v.shape and not k.startswith(conditioning)}
-    shared.update(folded_class_biases(start))
-    target.load_state_dict(shared, strict=False)
+    copied = copy_matching_tensors(target, start, skip=conditioning, extra=folded_class_biases(start))
     zero_condition_weights(target)
-    return len(shared)
+    return copied
 
 
 def folded_class_biases(model: nn.Module) -> dict[str, torch.Tensor]:
