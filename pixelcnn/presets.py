@@ -14,8 +14,9 @@ MODEL_PRESETS: dict[str, PixelCNNConfig] = {
     "mnist-class": PixelCNNConfig(image_channels=1, image_size=28, levels=256, hidden_channels=48, n_layers=15,
                                   kernel_size=3, first_kernel_size=7, head_channels=128,
                                   conditioning="class", num_classes=10),
-    # 32x32 RGB, 256 levels per channel, one of 10 classes; 48 = 3 colour groups of 16
-    "cifar10-class": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=48, n_layers=8,
+    # 32x32 RGB, 256 levels per channel, one of 10 classes; 48 = 3 colour groups of 16. Deepened from 8
+    # layers (the auto-encoders' decoders keep 8: pass --n_layers 8 to train them)
+    "cifar10-class": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=48, n_layers=15,
                                     kernel_size=3, first_kernel_size=7, head_channels=192,
                                     conditioning="class", num_classes=10),
     # 32x32 RGB portraits conditioned on a 128-number face embedding (pixelcnn.faces), standardised and
