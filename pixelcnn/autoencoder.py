@@ -293,6 +293,52 @@ def evaluate_autoencoder(model: AutoEncoder, images: Tensor, batch_size: int = 1
     return {"bpd_own": own / len(images), "bpd_shuffled": other / len(images)}
 
 
+def coarse_layout(images: Tensor, levels: int, pool: int) -> Tensor:
+    """Integer images (N, C, H, W) -> means of pool x pool blocks in [0, 1], flattened: (N, C * H/pool * W/pool).
+
+    Where the colours and the shapes are, without the details a decoder is free to invent."""
+    return F.avg_pool2d(images.float() / (levels - 1), pool, ceil_mode=True).flatten(1)
+
+
+def closest_to_own(decodings: Tensor, owners: Tensor, images: Tensor, *, candidates: int = 10, pool: int = 4,
+                   levels: int = 256) -> Tensor:
+    """Whether each decoding (M, C, H, W) of images[owners[k]] has a coarse layout closer to that image's
+    than to each of the `candidates - 1` images after it in `images` (N, C, H, W), cyclically: bool (M,).
+
+    A decoding that ignores its code is closest to its own image once in `candidates`, by chance."""
+    if not 2 <= candidates <= len(images):
+        raise ValueError(f"candidates must be between 2 and the {len(images)} images, got {candidates}")
+    layouts = coarse_layout(images.cpu(), levels, pool)
+    rivals = (owners.cpu()[:, None] + torch.arange(candidates)) % len(images)  # (M, candidates), own first
+    distance = (coarse_layout(decodings.cpu(), levels, pool)[:, None] - layouts[rivals]).pow(2).mean(-1)
+    return (distance[:, 1:] > distance[:, :1]).all(1)
+
+
+@torch.no_grad()
+def content_kept(model: AutoEncoder, images: Tensor, *, samples: int = 4, candidates: int = 10, pool: int = 4,
+                 seed: int = 0, temperature: float = 1.0) -> dict[str, float]:
+    """How much of each integer test image (N, C, H, W) its decodings keep, judged on the coarse layout.
+
+    `recognised`: the share of decodings closer to their own image than to any of the next
+    `candidates - 1` (see `closest_to_own`; chance is 1 / candidates). `coarse_mse`: their layout's
+    mean squared error against their own image. A PixelCNN auto-encoder draws `samples` decodings
+    of each code (seed, temperature); an MSE auto-encoder has its one reconstruction.
+    """
+    model.eval()
+    levels = model.config.levels
+    if isinstance(model, MSEAutoEncoder):
+        owners = torch.arange(len(images))
+        decodings = torch.cat([mse_reconstruction(model, chunk).cpu() for chunk in images.split(100)])
+    else:
+        owners = torch.arange(len(images)).repeat_interleave(samples)
+        codes = torch.cat([encode(model, chunk) for chunk in images.split(100)])
+        decodings = sample(model.decoder, len(owners), codes[owners.to(codes.device)], seed=seed,
+                           temperature=temperature).cpu()
+    own = closest_to_own(decodings, owners, images, candidates=candidates, pool=pool, levels=levels)
+    error = (coarse_layout(decodings, levels, pool) - coarse_layout(images.cpu()[owners], levels, pool)).pow(2)
+    return {"recognised": own.float().mean().item(), "coarse_mse": error.mean().item()}
+
+
 def decodings_figure(images: Tensor, models: dict[int, tuple[PixelCNNAutoEncoder, MSEAutoEncoder | None]], *,
                      samples: int = 4, seed: int = 0, temperature: float = 1.0):
     """The paper's Figure 6 as a matplotlib figure: one row per image (N, C, H, W); for each code
@@ -345,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="cifar10")
     parser.add_argument("--data_dir")
     parser.add_argument("--images", type=int, default=2000, help="test images measured (0: all)")
+    parser.add_argument("--content_images", type=int, default=100,
+                        help="test images whose decodings are compared with them (`content_kept`; 0: skip)")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
@@ -360,8 +408,15 @@ def main(argv: list[str] | None = None) -> int:
         mse_path, mse = baselines.get(m, (None, None))
         result = {"code_dim": m, "test_images": len(images), **evaluate_autoencoder(model, images),
                   "reference_bpd": reference, "reference": str(args.reference) if args.reference else None}
+        content, rivals = images[: args.content_images], min(10, len(images[: args.content_images]))
+        if args.content_images:
+            result.update(content_images=len(content), content_samples=4, content_candidates=rivals,
+                          **{f"content_{k}": v for k, v in content_kept(model, content, candidates=rivals).items()})
         if mse is not None:
             result.update({f"mse_{k}": v for k, v in evaluate_autoencoder(mse, images).items()})
+            if args.content_images:
+                result.update({f"mse_content_{k}": v
+                               for k, v in content_kept(mse, content, candidates=rivals).items()})
             result["mse_model"] = str(mse_path)
         metrics = read_metrics(path) or {}
         metrics["autoencoder"] = {k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}

@@ -518,6 +518,12 @@ def card_extras(metrics: dict[str, Any]) -> str:
        if a.get("reference_bpd") is not None else "")
             + (f"| the MSE baseline of the same m: MSE, PSNR | {a['mse_mse']:.5f}, {a['mse_psnr']:.2f} dB |\n"
                if "mse_mse" in a else "")
+            + (f"| decodings closer in coarse layout (4x4 block means) to their own image than to any of the "
+               f"next {a['content_candidates'] - 1} test images ({a['content_images']} images x "
+               f"{a['content_samples']} decodings, temperature 1, seed 0; chance {1 / a['content_candidates']:.0%}) "
+               f"| **{a['content_recognised']:.0%}** |\n" if "content_recognised" in a else "")
+            + (f"| ... the MSE reconstructions, the same way | {a['mse_content_recognised']:.0%} |\n"
+               if "mse_content_recognised" in a else "")
             + "\n![Figure 6](figure6.png)\n\nEach row of `figure6.png`: a test image; for each m, the MSE decoder's "
               "reconstruction, then four PixelCNN decodings of the same code.\n")
     if "recognised" in metrics:

@@ -3,6 +3,7 @@ and the warm start that gives the decoder a trained PixelCNN's layers."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import pixelcnn
 from pixelcnn import (ConvEncoder, DeconvDecoder, EncoderConfig, MSEAutoEncoder, PixelCNNAutoEncoder,
@@ -98,6 +99,34 @@ def test_a_warm_start_carries_a_class_models_layers_into_the_decoder(tmp_path):
         load_initial_weights(toy_pixelcnn_autoencoder(), str(tmp_path / "other"))
 
 
+def test_a_decoding_is_judged_by_which_image_its_coarse_layout_is_closest_to():
+    from pixelcnn.autoencoder import closest_to_own
+
+    # ten flat images of distinct greys, each with noise finer than the 4x4 blocks compared
+    levels = torch.arange(10) * 25
+    images = levels[:, None, None, None].expand(10, 3, 8, 8).clone()
+    images[..., ::2, ::2] += 3
+    owners = torch.arange(10).repeat_interleave(2)
+    assert closest_to_own(images[owners], owners, images).all()
+    # details changed, layout kept: still its own; another image's layout: never
+    assert closest_to_own((images[owners] + 4).clamp(max=255), owners, images).all()
+    assert not closest_to_own(images[(owners + 3) % 10], owners, images).any()
+    with pytest.raises(ValueError, match="candidates"):
+        closest_to_own(images, torch.arange(10), images, candidates=11)
+
+
+def test_content_kept_compares_decodings_with_their_images_and_is_deterministic_for_a_seed():
+    images = random_images(toy_pixelcnn_autoencoder().config, 4, seed=5)
+    model = toy_pixelcnn_autoencoder()
+    first, again = (pixelcnn.content_kept(model, images, samples=2, candidates=4, pool=2, seed=3) for _ in range(2))
+    assert first == again and 0 <= first["recognised"] <= 1 and first["coarse_mse"] > 0
+    mse = toy_mse_autoencoder(size=6)
+    blurred = pixelcnn.content_kept(mse, images, candidates=4, pool=2)
+    layouts = F.avg_pool2d(images.float() / 255, 2)
+    expected = (F.avg_pool2d(mse_reconstruction(mse, images).float() / 255, 2) - layouts).pow(2).mean().item()
+    assert blurred["coarse_mse"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_the_measurement_cli_writes_figures_card_and_figure6(tmp_path):
     import numpy as np
     from PIL import Image
@@ -124,6 +153,9 @@ def test_the_measurement_cli_writes_figures_card_and_figure6(tmp_path):
     measured = read_metrics(tmp_path / "ae")["autoencoder"]
     assert measured["code_dim"] == 4 and measured["test_images"] == 6
     assert all(measured[k] > 0 for k in ("bpd_own", "bpd_shuffled", "reference_bpd", "mse_mse", "mse_psnr"))
+    assert measured["content_images"] == 6 and measured["content_candidates"] == 6
+    assert 0 <= measured["content_recognised"] <= 1 and 0 <= measured["mse_content_recognised"] <= 1
     card = (tmp_path / "ae" / "README.md").read_text()
     assert "PixelCNN auto-encoder" in card and f"{measured['bpd_own']:.4f}" in card and "figure6.png" in card
+    assert f"| **{measured['content_recognised']:.0%}** |" in card and "coarse layout" in card
     assert (tmp_path / "ae" / "figure6.png").stat().st_size > 0 and len(list((tmp_path / "ae" / "examples").glob("*.png"))) == 2
