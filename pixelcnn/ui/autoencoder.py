@@ -16,8 +16,9 @@ EXPLANATION = ("The MSE decoder must give one answer, so it "
                "returns the average of every image the code allows: a blur. The PixelCNN decoder samples "
                "instead: each decoding is a sharp image that keeps what the code kept (layout, colours, "
                "shapes) and invents the details the code had no room for. The shipped weights were trained for a "
-               "few CPU core-hours: their decodings keep colours and the broad layout, but often lose the "
-               "object itself (see the model card); m = 100 keeps more than m = 10.")
+               "few CPU core-hours, and their decodings do not do this yet: they are sharp, but only about one "
+               "in seven is closer in layout to its own image than to nine others (one in ten by chance; see "
+               "the model card).")
 
 
 @dataclass
