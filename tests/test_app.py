@@ -99,16 +99,19 @@ def needs_faces():
 
 
 @pytest.fixture(scope="module")
-def server(weights):
+def server(weights, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
+    # the app's log goes to a file: a pipe that nobody reads fills up and blocks the server mid-request
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--weights", str(weights), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"the app exited: {proc.stdout.read().decode()[-3000:]}")
+            pytest.fail(f"the app exited: {log_path.read_text(errors='replace')[-3000:]}")
         try:
             if urllib.request.urlopen(url, timeout=2).status == 200:
                 break
@@ -116,13 +119,14 @@ def server(weights):
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("the app did not answer within 180 s")
+        pytest.fail(f"the app did not answer within 180 s: {log_path.read_text(errors='replace')[-3000:]}")
     yield url
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 @pytest.fixture(scope="module")
