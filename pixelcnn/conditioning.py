@@ -8,6 +8,7 @@ paper's V h reads in every layer:
     "class"    class ids (B,) int         one-hot (B, num_classes)       h
     "vector"   vectors (B, cond_dim)      the vectors                    h
     "spatial"  vectors (B, cond_dim)      the vectors                    s = m(h) (B, S, H, W), eq. 5
+    "sketch"   vectors (B, cond_dim)      the vectors                    s = m(h) (B, C, H, W): an image
 
 Wherever a model takes a condition it also takes h itself (a float (B, F) tensor): a mix of two
 class one-hots, an interpolated face embedding or an encoder's output are valid conditions.
@@ -242,6 +243,42 @@ class SpatialCondition(VectorCondition):
 
     def layer_input(self, h: Tensor | None) -> Tensor | None:
         return None if h is None else self.spatial_net(self.standardise(h))
+
+
+class SketchCondition(SpatialCondition):
+    """Spatial conditioning whose m(h) is the MSE auto-encoder's deconvolution decoder: s is a blurry
+    image (image_channels maps in [-1, 1], `spatial_channels` the width of its last hidden layer).
+
+    Why: a PixelCNN decoder reads a learnt map of 32 channels mostly to sharpen what its context
+    already shows, and its samples drift from the code's content. A map that is a rough picture of
+    the image tells every location what belongs there, so a decoding keeps its image's layout; the
+    map starts as a trained MSE decoder (`pixelcnn.train --code_from`) and keeps learning end to end.
+    """
+
+    kind = "sketch"
+
+    @staticmethod
+    def layer_features(config: PixelCNNConfig) -> int:
+        return config.image_channels
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        VectorCondition.__init__(self, config)  # not SpatialCondition's: a sketch replaces its m(h)
+        self.spatial_net = SketchNet(config)
+
+
+class SketchNet(nn.Module):
+    """m(h) of "sketch": (B, cond_dim) -> (B, image_channels, H, W), a `DeconvDecoder`'s image in [-1, 1]."""
+
+    def __init__(self, config: PixelCNNConfig) -> None:
+        super().__init__()
+        from .autoencoder import DeconvDecoder, EncoderConfig  # late: the auto-encoder builds on this module
+
+        self.decoder = DeconvDecoder(EncoderConfig(
+            image_channels=config.image_channels, image_size=config.image_size, levels=config.levels,
+            code_dim=config.cond_dim, channels=config.spatial_channels))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.decoder(h) * 2 - 1
 
 
 class SpatialConditionNet(nn.Module):

@@ -63,8 +63,9 @@ class PixelCNNConfig(ImageShape):
         conditioning: a kind of `pixelcnn.conditioning.CONDITIONS`: "none", "class" (a one-hot of
             `num_classes`), "vector" (a float vector of `cond_dim`, e.g. a face embedding) or
             "spatial" (a vector of `cond_dim` mapped by a deconvolution network m(h) to a map of
-            `spatial_channels`).
-        standardise_cond: for "vector" and "spatial", V reads h standardised per component with the
+            `spatial_channels`) or "sketch" (the same with m(h) an MSE decoder's blurry image,
+            `spatial_channels` the width of its last hidden layer).
+        standardise_cond: for "vector", "spatial" and "sketch", V reads h standardised per component with the
             training set's mean and std (buffers that training fills in) and scaled to norm ~1: a face
             embedding's components sit far from 0 and vary by only about 0.05.
         class_names: optional names of the classes, for display (training fills them in).
@@ -145,8 +146,8 @@ class PixelCNNConfig(ImageShape):
                                               f"got {self.conditioning!r}")
         problem = condition_class(self.conditioning).config_error(self)
         need(problem is None, str(problem))
-        need(not self.standardise_cond or self.conditioning in ("vector", "spatial"),
-             f"standardise_cond applies to 'vector' and 'spatial' conditioning, not {self.conditioning!r}")
+        need(not self.standardise_cond or condition_class(self.conditioning).batch_field == "vectors",
+             f"standardise_cond applies to a vector condition, not {self.conditioning!r}")
         if self.class_names is not None:
             need(self.conditioning == "class" and len(self.class_names) == self.num_classes,
                  f"class_names must name each of the num_classes={self.num_classes} classes of a "

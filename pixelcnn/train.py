@@ -35,6 +35,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from .autoencoder import ConvEncoder, DeconvDecoder, EncoderConfig, MSEAutoEncoder, PixelCNNAutoEncoder, psnr
+from .conditioning import condition_class
 from .config import PixelCNNConfig
 from .data import DatasetError, ImageDataset, load_dataset
 from .hub import METRICS_NAME, from_pretrained, read_metrics
@@ -89,6 +90,8 @@ class TrainConfig:
     encoder: str = "none"               # "conv": train a ConvEncoder end to end, its code conditioning the model
     encoder_channels: int = 32
     decoder: str = "pixelcnn"           # with --encoder conv, "mse": the baseline, a deconvolution decoder on MSE
+    code_from: str | None = None        # with --encoder conv: start the encoder (and a "sketch" decoder's m(h)) from this MSE auto-encoder
+    freeze_code: bool = False           # keep the encoder and a sketch's m(h) as they are: only the PixelCNN learns
     progress: bool = True               # tqdm progress bar
 
 
@@ -160,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
                                    help=f"default: {defaults[f.name]}")
     args = vars(parser.parse_args(argv))
     if args["standardise_cond"] is None:  # e.g. the faces preset's unconditional twin: nothing to standardise
-        given_vectors = args["conditioning"] in ("vector", "spatial") and args["encoder"] == "none"
+        given_vectors = condition_class(args["conditioning"]).batch_field == "vectors" and args["encoder"] == "none"
         args["standardise_cond"] = model_defaults["standardise_cond"] and given_vectors
     train = TrainConfig(**{f.name: args[f.name] for f in fields(TrainConfig)})
     model = PixelCNNConfig.from_dict({f.name: args[f.name] for f in fields(PixelCNNConfig) if f.name in args})
@@ -273,9 +276,9 @@ def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module
     if model_config.standardise_cond:
         raise TrainingError("--standardise_cond standardises given vectors with the training set's statistics; "
                             "an encoder's code is learnt, so train it with --no-standardise_cond")
-    if model_config.conditioning not in ("vector", "spatial"):
-        raise TrainingError("--encoder conv needs a decoder conditioned on its code: --conditioning vector or "
-                            "spatial, with --cond_dim the code's length")
+    if condition_class(model_config.conditioning).batch_field != "vectors":
+        raise TrainingError("--encoder conv needs a decoder conditioned on its code: --conditioning vector, "
+                            "spatial or sketch, with --cond_dim the code's length")
     code = EncoderConfig(image_channels=model_config.image_channels, image_size=model_config.image_size,
                          levels=model_config.levels, code_dim=model_config.cond_dim, channels=cfg.encoder_channels)
     if cfg.decoder == "mse":
@@ -621,6 +624,10 @@ class Trainer:
         if cfg.init_from and checkpoint is None:
             self.history = load_initial_weights(self.model, cfg.init_from)
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
+        if cfg.code_from and checkpoint is None:
+            self.say(load_code_weights(self.model, cfg.code_from))
+        if cfg.freeze_code:
+            self.say(f"frozen: {freeze_code(self.model):,} parameters of the encoder and m(h) do not learn")
         fresh_condition = checkpoint is None and (not cfg.init_from or not statistics_fitted(self.model))
         if fresh_condition and fit_condition_statistics(self.model, self.train_data):
             self.say("standardised h with the mean and std of the training vectors; V starts at 0")
@@ -868,6 +875,8 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
               f"of {model.config.n_layers} layers; the new layers start with their output at 0", flush=True)
         return initial_history(source)
     target = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
+    if isinstance(start, PixelCNNAutoEncoder) and isinstance(model, PixelCNNAutoEncoder):
+        start = start.decoder  # an auto-encoder of another conditioning: its decoder's layers, not its encoder
     if (isinstance(start, PixelCNNAutoEncoder) or type(start) is not type(target)
             or _config_without(start, CONDITION_FIELDS) != _config_without(target, CONDITION_FIELDS)):
         raise TrainingError(f"--init_from {source}: it holds a {type(start).__name__} whose config differs from "
@@ -876,6 +885,40 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     print(f"--init_from {source}: copied {copied} of {total} tensors; the other {total - copied}, the "
           f"conditioning's, start fresh (V = 0)", flush=True)
     return initial_history(source)
+
+
+def load_code_weights(model: nn.Module, source: str) -> str:
+    """Start a PixelCNN auto-encoder's encoder, and a "sketch" decoder's m(h), from a saved MSE
+    auto-encoder of the same code (`--code_from`): its code already holds the image's layout and
+    its decoder already draws it. Returns what was copied, in words."""
+    start = from_pretrained(source)
+    if not isinstance(model, PixelCNNAutoEncoder) or not isinstance(start, MSEAutoEncoder):
+        raise TrainingError(f"--code_from {source}: it starts a PixelCNN auto-encoder (--encoder conv) from an "
+                            f"MSE auto-encoder, got a {type(start).__name__} for a {type(model).__name__}")
+    if start.encoder.config != model.encoder.config:
+        raise TrainingError(f"--code_from {source}: its encoder ({start.encoder.config}) differs from this run's "
+                            f"({model.encoder.config}); match --cond_dim and --encoder_channels")
+    model.encoder.load_state_dict(start.encoder.state_dict())
+    if model.config.conditioning != "sketch":
+        return f"encoder copied from {source}"
+    sketch = model.decoder.condition.spatial_net.decoder
+    if sketch.config != start.decoder.config:
+        raise TrainingError(f"--code_from {source}: its decoder ({start.decoder.config}) cannot be this run's sketch "
+                            f"({sketch.config}); set --spatial_channels to its {start.decoder.config.channels}")
+    sketch.load_state_dict(start.decoder.state_dict())
+    return f"encoder and m(h), the sketch, copied from {source}"
+
+
+def freeze_code(model: nn.Module) -> int:
+    """Stop an auto-encoder's encoder and its decoder's m(h) from learning (`--freeze_code`): the
+    code and the sketch stay the MSE auto-encoder's, which keep the image's layout, and the PixelCNN
+    learns to draw what they leave open. Returns how many parameters were frozen."""
+    if not isinstance(model, PixelCNNAutoEncoder):
+        raise TrainingError("--freeze_code freezes a PixelCNN auto-encoder's encoder: it needs --encoder conv")
+    frozen = [*model.encoder.parameters(), *model.decoder.condition.parameters()]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    return sum(parameter.numel() for parameter in frozen)
 
 
 def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:

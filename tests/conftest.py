@@ -28,7 +28,7 @@ def example_condition(config: PixelCNNConfig, batch: int, seed: int = 0, dtype=t
     gen = torch.Generator().manual_seed(seed)
     if config.conditioning == "class":
         return torch.randint(0, config.num_classes, (batch,), generator=gen)
-    if config.conditioning in ("vector", "spatial"):
+    if config.conditioning in ("vector", "spatial", "sketch"):
         return torch.randn(batch, config.cond_dim, generator=gen, dtype=dtype)
     return None
 

@@ -241,6 +241,37 @@ def test_an_encoder_trains_end_to_end_and_exports_a_composite(stripes, tmp_path)
     assert Image.open(out / "samples" / "step_0000004.png").size[0] > 0
 
 
+def test_a_sketch_decoder_starts_from_an_mse_autoencoder(stripes, tmp_path):
+    """--code_from: the encoder and the sketch m(h) are the MSE auto-encoder's, and with --freeze_code
+    they stay so while the PixelCNN learns: the decoder's map is that model's reconstruction in [-1, 1]."""
+    mse, out = tmp_path / "mse", tmp_path / "sketch"
+    code = ("--encoder", "conv", "--encoder_channels", "4", "--cond_dim", "2")
+    assert run_train(train_args(stripes, mse, *code, "--decoder", "mse", "--conditioning", "vector",
+                                "--steps", "3")).returncode == 0
+    result = run_train(train_args(stripes, out, *code, "--conditioning", "sketch", "--spatial_channels", "4",
+                                  "--code_from", str(mse / "model"), "--freeze_code", "--steps", "3", "--lr", "1e-2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "m(h), the sketch, copied from" in result.stdout + result.stderr and "frozen: " in result.stdout
+    model, baseline = pixelcnn.from_pretrained(out / "model"), pixelcnn.from_pretrained(mse / "model")
+    x = load_dataset(f"folder:{stripes}", "test").images[:3]
+    with torch.no_grad():
+        code = model.encode(x)
+        torch.testing.assert_close(code, baseline.encode(x))  # equal up to the EMA's rounding
+        sketch = model.decoder.condition_input(code, 3)
+        assert sketch.shape == x.shape and torch.allclose(sketch, baseline.decode(code) * 2 - 1)
+    moved = [name for name, p in model.decoder.named_parameters() if not name.startswith("condition.")
+             and not torch.equal(p, pixelcnn.build_model(model.config).state_dict()[name])]
+    assert moved, "the PixelCNN itself must learn"
+
+    from pixelcnn.train import TrainingError, load_code_weights
+
+    with pytest.raises(TrainingError, match="from an MSE auto-encoder, got a PixelCNNAutoEncoder"):
+        load_code_weights(model, str(out / "model"))
+    narrow = pixelcnn.PixelCNNAutoEncoder(model.encoder, pixelcnn.build_model(model.config.replace(spatial_channels=3)))
+    with pytest.raises(TrainingError, match="set --spatial_channels to its 4"):
+        load_code_weights(narrow, str(mse / "model"))
+
+
 def test_a_continued_run_keeps_the_history_of_the_runs_before_it(stripes, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert run_train(train_args(stripes, first, "--steps", "3")).returncode == 0

@@ -24,7 +24,7 @@ def portrait_model(explorer: Explorer):
     """The first shipped model conditioned on face embeddings, or a clear error."""
     for label, local in explorer.local.items():
         cfg = local.config
-        if getattr(cfg, "conditioning", None) in ("vector", "spatial") and cfg.cond_dim == EMBEDDING_DIM:
+        if getattr(cfg, "conditioning", None) in ("vector", "spatial", "sketch") and cfg.cond_dim == EMBEDDING_DIM:
             return explorer.model(label)
     raise gr.Error(f"no portrait model in {explorer.weights_dir}: it needs a model conditioned on "
                    f"{EMBEDDING_DIM}-number face embeddings (weights/faces-portrait)")
