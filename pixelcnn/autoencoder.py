@@ -1,10 +1,12 @@
 """The PixelCNN auto-encoder of the paper's section 3.4: an encoder compresses an image into a code h
-of m numbers, and a conditional PixelCNN decodes it. Both are trained end to end on the decoder's
-negative log-likelihood.
+of m numbers, and a conditional PixelCNN decodes it. In the paper both are trained end to end on the
+decoder's negative log-likelihood.
 
 `ConvEncoder` is a small strided convolutional network; `PixelCNNAutoEncoder` joins it to a
-`GatedPixelCNN` conditioned on h ("vector" or "spatial") and saves as a composite, one sub-folder
-per part, that `pixelcnn.from_pretrained` loads as one object.
+`GatedPixelCNN` conditioned on h ("vector", "spatial" or "sketch") and saves as a composite, one
+sub-folder per part, that `pixelcnn.from_pretrained` loads as one object. With "sketch" the decoder
+reads an MSE decoder's blurry reconstruction at every location; the shipped ones take encoder and
+sketch from the MSE baseline, frozen, so that their decodings keep the image's layout (README).
 
 `MSEAutoEncoder` is the paper's comparison: the same encoder and a deconvolution decoder
 (`DeconvDecoder`) trained on mean squared error. It returns one reconstruction per code, the

@@ -430,17 +430,32 @@ def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: fl
             "torch": torch.__version__, "history": [*history, stretch]}
 
 
-def describe_model(model: nn.Module) -> tuple[str, str]:
-    """(what the model is, in a sentence; its config as JSON) for the model card."""
+def describe_model(model: nn.Module, history: list[dict[str, Any]] = ()) -> tuple[str, str]:
+    """(what the model is, in a sentence; its config as JSON) for the model card; `history` (its
+    runs) tells whether a sketch auto-encoder's code was frozen."""
     if isinstance(model, (PixelCNNAutoEncoder, MSEAutoEncoder)):
         m = model.encoder.config.code_dim
         configs = json.dumps({part: getattr(model, part).config.to_dict() for part in model.parts}, indent=2)
         if isinstance(model, MSEAutoEncoder):
             return (f"An MSE auto-encoder, the baseline of the paper's section 3.4: a strided convolutional encoder to a "
                     f"code of m = {m} numbers and a deconvolution decoder, trained on mean squared error", configs)
-        return (f"A PixelCNN auto-encoder (the paper's section 3.4): a strided convolutional encoder to a code of "
-                f"m = {m} numbers, decoded by a Gated PixelCNN with {model.config.conditioning} conditioning, both "
-                f"trained end to end on the decoder's likelihood", configs)
+        start = (f"A PixelCNN auto-encoder (the paper's section 3.4): a strided convolutional encoder to a code of "
+                 f"m = {m} numbers, decoded by a Gated PixelCNN")
+        if model.config.conditioning != "sketch":
+            return (f"{start} with {model.config.conditioning} conditioning, both trained end to end on the decoder's "
+                    f"likelihood", configs)
+        commands = [str(run.get("command", "")).split() for run in history]
+        sources = [words[k + 1] for words in commands for k, word in enumerate(words[:-1]) if word == "--code_from"]
+        source = f" (`{sources[-1]}`, whose card gives its training)" if sources else ""
+        how = (f"the encoder and m(h) are an MSE auto-encoder's{source}, trained on mean squared error and then "
+               f"frozen; the PixelCNN learnt on its likelihood given the sketch"
+               if any("--freeze_code" in words for words in commands) else
+               "encoder, m(h) and PixelCNN trained end to end on the PixelCNN's likelihood")
+        if sources and "--code_from" not in commands[0]:
+            how += ("; the runs before the first `--code_from` trained its PixelCNN layers with an encoder and a "
+                    "conditioning it no longer has")
+        return (f"{start} that reads, at every location, a blurry sketch of the image drawn from the code by a "
+                f"deconvolution network m(h) (`sketch` conditioning): {how}", configs)
     config = model.config
     kind = {"class": "class-conditional ", "none": "unconditional "}.get(config.conditioning, "")
     name = "Gated PixelCNN" if config.architecture == "gated" else "PixelCNN"
@@ -452,7 +467,7 @@ def model_card(metrics: dict[str, Any], model: nn.Module, title: str) -> str:
     runs = metrics["history"]
     metric = metric_of(model)
     key, name = f"test_{metric}", METRIC_NAMES[metric]
-    what, config_json = describe_model(model)
+    what, config_json = describe_model(model, runs)
     rows = "\n".join(
         f"| {k + 1} | `{run['command']}` | {run['steps']:,} x {run['batch_size']} | {run['wall_time_s'] / 60:.1f} min"
         f" | {run['core_hours'] if run.get('core_hours') is not None else '-'} | {run['hardware']} | "

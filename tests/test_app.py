@@ -68,7 +68,7 @@ def weights(tmp_path_factory) -> Path:
         Image.fromarray(crop).resize((128, 128)).save(root / "faces" / "examples" / f"person-{k}.png")
     # a PixelCNN auto-encoder with a code of 4 numbers, its MSE baseline, and one example image
     code = pixelcnn.EncoderConfig(image_channels=3, image_size=8, code_dim=4, channels=8)
-    decoder = pixelcnn.GatedPixelCNN(faces.replace(conditioning="spatial", cond_dim=4, spatial_channels=4))
+    decoder = pixelcnn.GatedPixelCNN(faces.replace(conditioning="sketch", cond_dim=4, spatial_channels=4))  # as shipped
     pixelcnn.PixelCNNAutoEncoder(pixelcnn.ConvEncoder(code), decoder).save_pretrained(root / "ae-4")
     pixelcnn.MSEAutoEncoder(pixelcnn.ConvEncoder(code), pixelcnn.DeconvDecoder(code)).save_pretrained(root / "mse-4")
     (root / "ae-4" / "examples").mkdir()

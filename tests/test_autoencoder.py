@@ -16,8 +16,8 @@ from conftest import random_images, tiny_config
 from test_causality import ZERO, causal_violations
 
 
-def toy_pixelcnn_autoencoder(size=(6, 6), dtype=torch.float32) -> PixelCNNAutoEncoder:
-    decoder = random_model("gated", tiny_config(channels=3, size=size, conditioning="spatial", cond_dim=4),
+def toy_pixelcnn_autoencoder(size=(6, 6), dtype=torch.float32, conditioning: str = "spatial") -> PixelCNNAutoEncoder:
+    decoder = random_model("gated", tiny_config(channels=3, size=size, conditioning=conditioning, cond_dim=4),
                            dtype=dtype)
     encoder = ConvEncoder(EncoderConfig(image_channels=3, image_size=size, code_dim=4, channels=4)).to(dtype)
     return PixelCNNAutoEncoder(encoder, decoder).eval()
@@ -28,9 +28,10 @@ def toy_mse_autoencoder(channels: int = 3, size: int = 8) -> MSEAutoEncoder:
     return MSEAutoEncoder(ConvEncoder(config), DeconvDecoder(config)).eval()
 
 
-def test_given_a_fixed_code_the_spatial_decoder_is_causal_over_every_subpixel():
+@pytest.mark.parametrize("conditioning", ["spatial", "sketch"])
+def test_given_a_fixed_code_the_spatial_decoder_is_causal_over_every_subpixel(conditioning):
     """The code comes from the whole image by design, so it is computed once and held fixed."""
-    model = toy_pixelcnn_autoencoder(dtype=torch.float64)
+    model = toy_pixelcnn_autoencoder(dtype=torch.float64, conditioning=conditioning)
     x = random_images(model.config, 1, seed=2)
     code = pixelcnn.encode(model, x)
     leak, influence = causal_violations(model.decoder, x, code)

@@ -262,6 +262,7 @@ def test_a_sketch_decoder_starts_from_an_mse_autoencoder(stripes, tmp_path):
     moved = [name for name, p in model.decoder.named_parameters() if not name.startswith("condition.")
              and not torch.equal(p, pixelcnn.build_model(model.config).state_dict()[name])]
     assert moved, "the PixelCNN itself must learn"
+    assert "trained on mean squared error and then frozen" in (out / "model" / "README.md").read_text()
 
     from pixelcnn.train import TrainingError, load_code_weights
 
