@@ -238,8 +238,12 @@ class SpatialCondition(VectorCondition):
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__(config)
-        self.spatial_net = SpatialConditionNet(config.cond_dim, config.spatial_channels,
-                                               config.height, config.width)
+        self.spatial_net = self.map_network(config)
+
+    @staticmethod
+    def map_network(config: PixelCNNConfig) -> nn.Module:
+        """m(h): (B, cond_dim) -> (B, layer_features, H, W)."""
+        return SpatialConditionNet(config.cond_dim, config.spatial_channels, config.height, config.width)
 
     def layer_input(self, h: Tensor | None) -> Tensor | None:
         return None if h is None else self.spatial_net(self.standardise(h))
@@ -252,7 +256,7 @@ class SketchCondition(SpatialCondition):
     Why: a PixelCNN decoder reads a learnt map of 32 channels mostly to sharpen what its context
     already shows, and its samples drift from the code's content. A map that is a rough picture of
     the image tells every location what belongs there, so a decoding keeps its image's layout; the
-    map starts as a trained MSE decoder (`pixelcnn.train --code_from`) and keeps learning end to end.
+    map starts as a trained MSE decoder (`pixelcnn.train --code_from`), frozen with `--freeze_code`.
     """
 
     kind = "sketch"
@@ -261,9 +265,9 @@ class SketchCondition(SpatialCondition):
     def layer_features(config: PixelCNNConfig) -> int:
         return config.image_channels
 
-    def __init__(self, config: PixelCNNConfig) -> None:
-        VectorCondition.__init__(self, config)  # not SpatialCondition's: a sketch replaces its m(h)
-        self.spatial_net = SketchNet(config)
+    @staticmethod
+    def map_network(config: PixelCNNConfig) -> nn.Module:
+        return SketchNet(config)
 
 
 class SketchNet(nn.Module):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..conditioning import condition_class
 from ..faces import EMBEDDING_DIM, Face, default_embedder
 from ..images import UploadError, display_scale, image_grid, open_image
 from ..sampling import between, interpolate, stream
@@ -24,7 +25,8 @@ def portrait_model(explorer: Explorer):
     """The first shipped model conditioned on face embeddings, or a clear error."""
     for label, local in explorer.local.items():
         cfg = local.config
-        if getattr(cfg, "conditioning", None) in ("vector", "spatial", "sketch") and cfg.cond_dim == EMBEDDING_DIM:
+        vectors = hasattr(cfg, "conditioning") and condition_class(cfg.conditioning).batch_field == "vectors"
+        if vectors and cfg.cond_dim == EMBEDDING_DIM:
             return explorer.model(label)
     raise gr.Error(f"no portrait model in {explorer.weights_dir}: it needs a model conditioned on "
                    f"{EMBEDDING_DIM}-number face embeddings (weights/faces-portrait)")
