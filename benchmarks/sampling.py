@@ -4,8 +4,9 @@
     python benchmarks/sampling.py --device cuda        # on a GPU
 
 For each preset and batch size it prints seconds per batch for both methods, the speed-up,
-sub-pixels per second, and cached time over one full forward pass of the batch (the floor that
-caching can approach). Naive runs are timed over --naive-steps sub-pixels and extrapolated to the
+sub-pixels per second, cached time over one full forward pass of the batch (the floor that
+caching can approach), and the cached time with classifier-free guidance (w = 3: the conditional and
+null logits of 2n rows in one pass) over the plain cached time. Naive runs are timed over --naive-steps sub-pixels and extrapolated to the
 whole image, as the table says. Results also go to a JSON file.
 """
 
@@ -36,10 +37,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def some_condition(model: GatedPixelCNN, n: int, device: torch.device):
+    """A valid condition for n images of any kind: class 0, or a vector of zeros (None: unconditional)."""
+    kind = model.config.conditioning
+    if kind == "none":
+        return None
+    if kind == "class":
+        return torch.zeros(n, dtype=torch.long, device=device)
+    return torch.zeros(n, model.config.cond_dim, device=device)
+
+
 def time_forward(model: GatedPixelCNN, n: int, device: torch.device, repeats: int = 3) -> float:
     cfg = model.config
     x = torch.randint(0, cfg.levels, (n, cfg.image_channels, cfg.height, cfg.width), device=device)
-    cond = torch.zeros(n, dtype=torch.long, device=device)
+    cond = some_condition(model, n, device)
     times = []
     with torch.no_grad():
         model(x, cond)  # warm-up
@@ -54,21 +65,22 @@ def time_forward(model: GatedPixelCNN, n: int, device: torch.device, repeats: in
 
 def time_naive(model: GatedPixelCNN, n: int, steps: int) -> float:
     """Seconds per sub-pixel step of naive sampling, from the first `steps` steps."""
-    gen = stream(model, n, 0, seed=0, method="naive", every=steps)
+    gen = stream(model, n, some_condition(model, n, model.device), seed=0, method="naive", every=steps)
     event = next(gen)
     gen.close()
     return event.elapsed / event.done
 
 
-def time_cached(model: GatedPixelCNN, n: int, device: torch.device, repeats: int) -> float:
-    warm = stream(model, n, 0, seed=0, method="cached")
+def time_cached(model: GatedPixelCNN, n: int, device: torch.device, repeats: int, guidance: float = 1.0) -> float:
+    cond = some_condition(model, n, device)
+    warm = stream(model, n, cond, seed=0, method="cached", guidance=guidance)
     next(warm)  # one row: allocations and kernels warmed up
     warm.close()
     times = []
     for seed in range(repeats):
         synchronize(device)
         start = time.perf_counter()
-        sample(model, n, 0, seed=seed, method="cached")
+        sample(model, n, cond, seed=seed, method="cached", guidance=guidance)
         synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
@@ -91,7 +103,7 @@ def main() -> None:
     presets = SMOKE_PRESETS if args.smoke else {name: MODEL_PRESETS[name] for name in args.presets}
     rows = []
     header = ("| preset | image | batch | forward (s) | naive (s, extrapolated) | cached (s) | speed-up "
-              "| sub-pixels/s (cached) | cached / forward |")
+              "| sub-pixels/s (cached) | cached / forward | guided w = 3 (s) | guided / cached |")
     print(f"torch {torch.__version__}, {args.threads} threads, device {device}; naive timed over "
           f"{args.naive_steps} sub-pixels and extrapolated\n")
     print(header)
@@ -104,13 +116,15 @@ def main() -> None:
             forward = time_forward(model, n, device)
             naive = time_naive(model, n, min(args.naive_steps, total)) * total
             cached = time_cached(model, n, device, args.repeats)
+            guided = time_cached(model, n, device, args.repeats, guidance=3.0)
             row = dict(preset=name, image=f"{config.height}x{config.width}x{config.image_channels}", batch=n,
                        parameters=model.num_parameters, forward_s=forward, naive_s=naive, cached_s=cached,
                        speedup=naive / cached, subpixels_per_s=n * total / cached,
-                       cached_over_forward=cached / forward)
+                       cached_over_forward=cached / forward, guided_s=guided, guided_over_cached=guided / cached)
             rows.append(row)
             print(f"| {name} | {row['image']} | {n} | {forward:.3f} | {naive:.1f} | {cached:.2f} | "
-                  f"{row['speedup']:.0f}x | {row['subpixels_per_s']:,.0f} | {row['cached_over_forward']:.1f} |",
+                  f"{row['speedup']:.0f}x | {row['subpixels_per_s']:,.0f} | {row['cached_over_forward']:.1f} | "
+                  f"{guided:.2f} | {row['guided_over_cached']:.2f} |",
                   flush=True)
     write_report(args.out, rows, threads=args.threads, device=str(device), naive_steps=args.naive_steps)
 

@@ -14,6 +14,12 @@ Wherever a model takes a condition it also takes h itself (a float (B, F) tensor
 class one-hots, an interpolated face embedding or an encoder's output are valid conditions.
 `Condition.broadcast` expands one condition to a batch. A new kind is a subclass here with its
 `kind` name; `PixelCNNConfig(conditioning=<kind>)` finds it through `CONDITIONS`.
+
+The null condition. Every conditional model holds `null_h` (F,), the h that means "no condition",
+for classifier-free guidance (`pixelcnn.sampling`): a learned vector when the model was trained
+with condition dropout (`config.learned_null`), else the average condition of its training data
+(set by training; older checkpoints without it get `default_null`: the uniform class mix, or the
+standardisation mean).
 """
 
 from __future__ import annotations
@@ -60,6 +66,13 @@ class Condition(nn.Module):
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__()
         self.config = config
+        width = self.features(config)
+        if width:
+            null = torch.zeros(width)
+            if config.learned_null:
+                self.null_h = nn.Parameter(null)
+            else:
+                self.register_buffer("null_h", null)
 
     # ---------------------------------------------------------------- what a subclass defines
     @staticmethod
@@ -84,10 +97,38 @@ class Condition(nn.Module):
     def expected(self, batch_size: int) -> str:
         return f"this model is conditioned on {self.kind!r}"
 
+    def default_null(self, state: dict[str, Tensor], prefix: str) -> Tensor:
+        """The null h (F,) for a saved state that has none: zeros, or what a subclass knows better."""
+        return torch.zeros(self.width)
+
     # ---------------------------------------------------------------- shared behaviour
     @property
     def width(self) -> int:
         return self.features(self.config)
+
+    def null(self, n: int) -> Tensor:
+        """The null condition as h for n images: (n, F)."""
+        if self.width == 0:
+            raise ValueError("an unconditional model has no null condition to guide with")
+        return self.null_h.expand(n, -1)
+
+    @torch.no_grad()
+    def set_average(self, mean_h: Tensor) -> None:
+        """Set the null to the average h of the training data (F,), e.g. class frequencies."""
+        self.null_h.copy_(torch.as_tensor(mean_h, dtype=self.null_h.dtype))
+
+    def drop(self, h: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+        """Condition dropout: each row of h (B, F) replaced by the null with probability p."""
+        if p <= 0:
+            return h
+        mask = torch.rand(h.shape[0], 1, generator=generator, device=h.device) < p
+        return torch.where(mask, self.null(h.shape[0]).to(h.dtype), h)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints from before the null condition: give them the kind's default null
+        if self.width and prefix + "null_h" not in state_dict:
+            state_dict[prefix + "null_h"] = self.default_null(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def broadcast(self, cond: Any, n: int) -> Any:
         """One condition for all n images -> one per image; a batch passes unchanged."""
@@ -166,6 +207,9 @@ class ClassCondition(Condition):
                              f"got values from {int(cond.min())} to {int(cond.max())}")
         return F.one_hot(cond.long(), self.width)
 
+    def default_null(self, state: dict[str, Tensor], prefix: str) -> Tensor:
+        return torch.full((self.width,), 1.0 / self.width)  # every class equally
+
 
 class VectorCondition(Condition):
     """A float vector, e.g. a face embedding or an auto-encoder's code: h is the vector (eq. 4)."""
@@ -199,6 +243,10 @@ class VectorCondition(Condition):
 
     def encode_raw(self, cond: Tensor, batch_size: int) -> Tensor:
         raise ValueError(f"{self.expected(batch_size)}, got {tuple(cond.shape)} {cond.dtype}")
+
+    def default_null(self, state: dict[str, Tensor], prefix: str) -> Tensor:
+        mean = state.get(prefix + "cond_mean")  # the training mean, when the model standardises
+        return torch.zeros(self.width) if mean is None else mean.clone().float()
 
     def fit_statistics(self, vectors: Tensor) -> None:
         """Set the standardisation from the training vectors (N, cond_dim) (`standardise_cond` only)."""

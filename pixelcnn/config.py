@@ -68,6 +68,8 @@ class PixelCNNConfig(ImageShape):
         standardise_cond: for "vector", "spatial" and "sketch", V reads h standardised per component with the
             training set's mean and std (buffers that training fills in) and scaled to norm ~1: a face
             embedding's components sit far from 0 and vary by only about 0.05.
+        learned_null: the null condition (for guidance) is a learned vector, trained by condition
+            dropout (`pixelcnn.train --cond_dropout`); else it is the training data's average h.
         class_names: optional names of the classes, for display (training fills them in).
     """
 
@@ -84,6 +86,7 @@ class PixelCNNConfig(ImageShape):
     cond_dim: int | None = None
     spatial_channels: int = 32
     standardise_cond: bool = False
+    learned_null: bool = False
     class_names: tuple[str, ...] | None = None
     architecture: str = "gated"
 
@@ -148,6 +151,8 @@ class PixelCNNConfig(ImageShape):
         need(problem is None, str(problem))
         need(not self.standardise_cond or condition_class(self.conditioning).batch_field == "vectors",
              f"standardise_cond applies to a vector condition, not {self.conditioning!r}")
+        need(not self.learned_null or self.conditioning != "none",
+             "learned_null needs a conditional model (conditioning is 'none')")
         if self.class_names is not None:
             need(self.conditioning == "class" and len(self.class_names) == self.num_classes,
                  f"class_names must name each of the num_classes={self.num_classes} classes of a "

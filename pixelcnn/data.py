@@ -36,7 +36,9 @@ HUB_DATASETS = {
     "cifar10": ("uoft-cs/cifar10", "cifar10", "plain_text/{split}-00000-of-00001.parquet"),
 }
 # datasets built by the library from others, with conditions: name -> (module, function(split, data_dir, cache_dir))
-DERIVED_DATASETS = {"celeba-portraits": ("pixelcnn.faces", "portrait_dataset")}
+DERIVED_DATASETS = {"celeba-portraits": ("pixelcnn.faces", "portrait_dataset"),
+                    "celeba-faces32": ("pixelcnn.faces", "large_portrait_dataset"),
+                    "celeba-faces32+64": ("pixelcnn.faces", "mixed_portrait_dataset")}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 GREY_MODES = {"1", "L", "LA"}
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .data import ImageDataset
 from .hub import PretrainedMixin
-from .sampling import sample
+from .sampling import CLASS_GUIDANCE, sample
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,14 @@ def accuracy(classifier: DigitClassifier, images: Tensor, labels: Tensor, batch_
 
 
 def recognition_rate(model, classifier: DigitClassifier, per_class: int = 5, seed: int = 0,
-                     temperature: float = 1.0) -> tuple[float, Tensor, Tensor]:
-    """Draw `per_class` samples of every class and classify them.
+                     temperature: float = 1.0, guidance: float = 1.0) -> tuple[float, Tensor, Tensor]:
+    """Draw `per_class` samples of every class (with classifier-free `guidance`) and classify them.
 
     Returns (share recognised as the class asked for, samples (N, C, H, W), classes asked (N,)).
     """
     cfg = model.config
     classes = torch.arange(cfg.num_classes).repeat_interleave(per_class)
-    images = sample(model, len(classes), classes, seed=seed, temperature=temperature)
+    images = sample(model, len(classes), classes, seed=seed, temperature=temperature, guidance=guidance)
     pixels = images if cfg.levels == 256 else (images * 255) // (cfg.levels - 1)
     return accuracy(classifier, pixels.cpu(), classes), images, classes
 
@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per_class", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, CLASS_GUIDANCE, 5.0],
+                        help="guidance values to measure (the default, sampling.CLASS_GUIDANCE, among them)")
     args = parser.parse_args(argv)
     model, folder = from_pretrained(args.model), args.model / "classifier"
     test = load_dataset("mnist", "test", data_dir=args.data_dir) if args.data_dir else None
@@ -138,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         classifier, _ = train_classifier(load_dataset("mnist", "train", data_dir=args.data_dir), test)
         classifier.save_pretrained(folder)
-    rate, _, classes = recognition_rate(model, classifier, args.per_class, args.seed, args.temperature)
+    rates = {}
+    for w in sorted(set(args.guidance) | {1.0}):
+        rates[f"{w:g}"], _, classes = recognition_rate(model, classifier, args.per_class, args.seed, args.temperature, w)
+        print(f"guidance {w:g}: {rates[f'{w:g}']:.1%} recognised", flush=True)
     metrics = read_metrics(args.model) or {}
     previous = metrics.get("recognised", {})
-    metrics["recognised"] = {"rate": rate, "samples": len(classes), "temperature": args.temperature, "seed": args.seed,
+    metrics["recognised"] = {"rate": rates["1"], "samples": len(classes), "temperature": args.temperature,
+                             "seed": args.seed, "guidance": rates, "default_guidance": CLASS_GUIDANCE,
                              "classifier_test_accuracy": accuracy(classifier, test.images, test.labels)
                              if test is not None else previous.get("classifier_test_accuracy")}
     (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")

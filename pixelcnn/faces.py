@@ -134,6 +134,7 @@ class DlibFaceEmbedder:
 PORTRAIT_FILE = "celeba_faces64/data/all-00000-of-00001.parquet"
 PORTRAIT_SIZE = 32          # the paper's portraits are 32x32
 HELD_OUT_PEOPLE = 30        # people never seen in training, for evaluation
+PORTRAIT_GUIDANCE = 3.0     # the default guidance of portraits and morphs, chosen by measurement (model card)
 MIN_PHOTOS_HELD_OUT = 10    # held-out people have enough photos to test identity
 
 
@@ -200,11 +201,61 @@ def portrait_dataset(split: str, data_dir: str | Path | None = None, cache_dir: 
     return data.with_vectors(vectors.numpy())
 
 
+LARGE_FACES_FILE = "celeba_faces32_large/data/{split}-00000-of-00001.parquet"
+
+
+def _data_root(name: str, data_dir: str | Path | None, relative: str) -> Path:
+    """The file `relative` under data_dir (else PIXELCNN_DATA_DIR); `DatasetError` when it is missing."""
+    import os
+
+    from .data import DatasetError
+
+    root = data_dir or os.environ.get("PIXELCNN_DATA_DIR")
+    if not root or not (Path(root) / relative).is_file():
+        raise DatasetError(f"{name} needs {relative} under data_dir (or PIXELCNN_DATA_DIR); got {root!r}")
+    return (Path(root) / relative).resolve()
+
+
+def large_portrait_dataset(split: str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None):
+    """celeba_faces32_large: tight 32x32 CelebA crops (forehead to chin), each with the dlib embedding
+    of its full-resolution crop. "train": 24,243 crops of 9,024 people; "test": 1,894 crops of 200
+    further people. None of them is in celeba_faces64, so its held-out people stay unseen."""
+    import dataclasses
+
+    from .data import DatasetError, load_dataset
+
+    if split not in ("train", "test"):
+        raise DatasetError(f"celeba-faces32 has the splits 'train' and 'test', not {split!r}")
+    path = _data_root("celeba-faces32", data_dir, LARGE_FACES_FILE.format(split=split))
+    data = load_dataset(f"parquet:{path}", split, cache_dir=cache_dir, vector_column="embedding")
+    return dataclasses.replace(data, source="celeba-faces32")
+
+
+def mixed_portrait_dataset(split: str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None):
+    """celeba-faces32 with the training people of celeba-portraits (loosely framed, and mirrored)
+    added to its training split; the test split is celeba-faces32's."""
+    import dataclasses
+
+    import torch
+
+    large = large_portrait_dataset(split, data_dir, cache_dir)
+    if split == "test":
+        return dataclasses.replace(large, source="celeba-faces32+64")
+    loose = portrait_dataset("train", data_dir, cache_dir)
+    return dataclasses.replace(large, source="celeba-faces32+64",
+                               images=torch.cat([large.images, loose.images]),
+                               labels=torch.cat([large.labels, loose.labels]),
+                               vectors=torch.cat([large.vectors, loose.vectors]))
+
+
 # ------------------------------------------------------------------------------------ portraits
 def portraits(model, person, n: int, *, seed: int | None = None, temperature: float = 1.0,
-              embedder: FaceEmbedder | None = None, every: int | None = None):
+              embedder: FaceEmbedder | None = None, every: int | None = None, guidance: float = PORTRAIT_GUIDANCE):
     """New portraits of the person in a photo (a PIL image) or with an embedding ((128,) array).
 
+    guidance: w of classifier-free guidance (`pixelcnn.sampling`): above 1 the portraits look more
+        like the person and less like each other; the default was chosen by measurement on held-out
+        people (the model card's table, `pixelcnn.experiments.portraits`).
     Returns (the `Face` found in the photo, or None for an embedding; a `stream` of n portraits).
     """
     import torch
@@ -216,7 +267,7 @@ def portraits(model, person, n: int, *, seed: int | None = None, temperature: fl
         face = (embedder or default_embedder()).embed(person)
         person = face.embedding
     h = torch.as_tensor(np.asarray(person, dtype=np.float32))
-    return face, stream(model, n, h, seed=seed, temperature=temperature, every=every)
+    return face, stream(model, n, h, seed=seed, temperature=temperature, every=every, guidance=guidance)
 
 
 _EMBEDDER: DlibFaceEmbedder | None = None
@@ -230,151 +281,7 @@ def default_embedder() -> DlibFaceEmbedder:
     return _EMBEDDER
 
 
-# ------------------------------------------------------------------------------------ measurements
-def _bits_per_image(model, images, cond, batch_size: int = 100) -> np.ndarray:
-    """bits/dim of each image (N,) given its condition (N, ...) or None."""
-    import torch
+if __name__ == "__main__":  # the measurements moved; the old command still works
+    from .experiments.portraits import main
 
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(images), batch_size):
-            c = None if cond is None else cond[s:s + batch_size]
-            out.append(model.bits_per_dim(images[s:s + batch_size].long(), c).double().cpu().numpy())
-    return np.concatenate(out)
-
-
-def identify(embeddings: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre (N,) for each embedding (N, D) among centres (P, D)."""
-    return np.linalg.norm(embeddings[:, None] - centres[None], axis=-1).argmin(1)
-
-
-def evaluate_portraits(model, twin, test, *, per_person: int = 8, seed: int = 0, embedder=None) -> dict:
-    """The paper's section 3.3, measured on held-out people (`test`: images, labels, vectors).
-
-    bits/dim given each image's own embedding, given another held-out person's (mismatched), given
-    the mean embedding (an average person: what the condition adds without identity, e.g. where a
-    spatial condition's map tells the layers they are), and of the unconditional twin, with the
-    paired gain of the own embedding over the average one; top-1 identification of `per_person`
-    portraits drawn from one photo of each person, against chance and against real photos at the
-    same size; and the mean pixel change between neighbours of an interpolation row at one seed,
-    against independent seeds.
-    """
-    import torch
-
-    from .sampling import interpolate, sample
-
-    embedder = embedder or default_embedder()
-    people = sorted(set(test.labels.tolist()))
-    first = {p: int((test.labels == p).nonzero()[0, 0]) for p in people}
-    other = torch.tensor([first[people[(people.index(int(p)) + 1) % len(people)]] for p in test.labels])
-    # an average person: the training mean (stored by a standardised condition), else the held-out mean
-    mean_h = getattr(model.condition, "cond_mean", None)
-    mean_h = (mean_h if mean_h is not None else test.vectors.mean(0)).float().expand(len(test), -1)
-    own, average = _bits_per_image(model, test.images, test.vectors), _bits_per_image(model, test.images, mean_h)
-    gain = own - average  # what identity itself is worth, photo by photo
-    labels = test.labels.numpy()
-    result = {"people": len(people), "images": len(test), "bpd_own": float(own.mean()),
-              "bpd_mismatched": float(_bits_per_image(model, test.images, test.vectors[other]).mean()),
-              "bpd_average": float(average.mean()),
-              "identity_gain_standard_error": float(gain.std() / np.sqrt(len(gain))),
-              "photos_own_below_average": float((gain < 0).mean()),
-              "people_own_below_average": int(sum(gain[labels == p].mean() < 0 for p in people)),
-              "bpd_unconditional": float(_bits_per_image(twin, test.images, None).mean()) if twin is not None else None}
-    centres = np.stack([test.vectors[test.labels == p].mean(0).numpy() for p in people])
-    truth = np.repeat(np.arange(len(people)), per_person)
-    drawn = [sample(model, per_person, test.vectors[first[p]], seed=seed + k) for k, p in enumerate(people)]
-    drawn = torch.cat(drawn)
-    sample_vectors = np.stack([embedder.embed_crop(img.permute(1, 2, 0).numpy().astype(np.uint8))[0]
-                               for img in drawn])
-    real_vectors = np.stack([embedder.embed_crop(img.permute(1, 2, 0).numpy().astype(np.uint8))[0]
-                             for img in test.images])
-    real_truth = np.array([people.index(int(p)) for p in test.labels])
-    result.update(identification_top1=float((identify(sample_vectors, centres) == truth).mean()),
-                  identification_chance=1 / len(people),
-                  identification_real_32px=float((identify(real_vectors, centres) == real_truth).mean()))
-    steps, rows, shared, independent = 8, min(10, len(people) // 2), [], []
-    for r in range(rows):
-        a, b = test.vectors[first[people[2 * r]]], test.vectors[first[people[2 * r + 1]]]
-        *_, row = interpolate(model, a, b, steps, seed=seed + r)
-        alphas = torch.linspace(0, 1, steps)[:, None]
-        loose = torch.cat([sample(model, 1, (1 - t) * a + t * b, seed=seed + 1000 * r + k)
-                           for k, t in enumerate(alphas)])
-        for images, out in ((row.images, shared), (loose, independent)):
-            out.append((images[1:].float() - images[:-1].float()).abs().mean().item())
-    result.update(interpolation_neighbour_change=float(np.mean(shared)),
-                  independent_neighbour_change=float(np.mean(independent)), interpolation_rows=rows)
-    return result, drawn
-
-
-# ------------------------------------------------------------------------------------ command line
-def held_out_examples(data_dir: str | Path, folder: Path, count: int = 8) -> None:
-    """One 64x64 photo of each of `count` held-out people, as the app's example faces."""
-    from .data import load_dataset
-
-    raw = load_dataset(f"parquet:{(Path(data_dir) / PORTRAIT_FILE).resolve()}", "all")
-    _, held_out = split_people(raw.labels.numpy())
-    folder.mkdir(parents=True, exist_ok=True)
-    for k, person in enumerate(sorted(held_out)[:count]):
-        index = int((raw.labels == person).nonzero()[0, 0])
-        Image.fromarray(raw.images[index].permute(1, 2, 0).numpy()).save(folder / f"person-{k + 1}.png")
-
-
-def portrait_figures(model, test, drawn, per_person: int, folder: Path, people: int = 6, seed: int = 0) -> None:
-    """samples.png: for a few held-out people, the photo that conditions and 8 portraits; and
-    interpolation.png: rows between pairs of people at one seed (the paper's Figures 4 and 5)."""
-    import torch
-
-    from .images import image_grid
-    from .sampling import interpolate
-
-    ids = sorted(set(test.labels.tolist()))
-    rows = []
-    for k, person in enumerate(ids[:people]):
-        photo = test.images[int((test.labels == person).nonzero()[0, 0])][None].long()
-        rows.append(torch.cat([photo, drawn[k * per_person:(k + 1) * per_person].cpu()]))
-    image_grid(torch.cat(rows), nrow=per_person + 1, scale=3).save(folder / "samples.png")
-    lines = []
-    for r in range(4):
-        a = test.vectors[int((test.labels == ids[2 * r]).nonzero()[0, 0])]
-        b = test.vectors[int((test.labels == ids[2 * r + 1]).nonzero()[0, 0])]
-        *_, row = interpolate(model, a, b, 8, seed=seed + r)
-        lines.append(row.images.cpu())
-    image_grid(torch.cat(lines), nrow=8, scale=3).save(folder / "interpolation.png")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m pixelcnn.faces MODEL TWIN --data_dir DIR: measure a portrait model on held-out people,
-    write the figures to `portraits` in MODEL/metrics.json and its card, and the example faces and pictures."""
-    import argparse
-    import json
-
-    import torch
-
-    from . import from_pretrained
-    from .hub import METRICS_NAME, read_metrics
-    from .train import rewrite_card
-
-    parser = argparse.ArgumentParser(prog="python -m pixelcnn.faces", description=main.__doc__)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("twin", type=Path, help="the unconditional twin of the same size and budget")
-    parser.add_argument("--data_dir", required=True)
-    parser.add_argument("--per_person", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, twin = from_pretrained(args.model), from_pretrained(args.twin)
-    test = portrait_dataset("test", args.data_dir)
-    result, drawn = evaluate_portraits(model, twin, test, per_person=args.per_person)
-    metrics = read_metrics(args.model) or {}
-    metrics["portraits"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
-    (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
-    rewrite_card(args.model, model)
-    held_out_examples(args.data_dir, args.model / "examples")
-    portrait_figures(model, test, drawn, args.per_person, args.model)
-    print(json.dumps(metrics["portraits"], indent=2))
-    return 0
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -154,6 +154,10 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
         text = json.dumps(self.config_json(), indent=2, sort_keys=True)
         (save_directory / CONFIG_NAME).write_text(text + "\n")
 
+    def complete_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A saved state with what older versions did not save filled in by the model itself."""
+        return state
+
     # ------------------------------------------------------------------ loading
     @classmethod
     def config_from_json(cls, data: dict[str, Any], model_id: Any) -> Any:
@@ -193,6 +197,7 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
             state = safetensors.torch.load_file(weights, device=str(map_location))
         except Exception as e:  # safetensors raises its own error types for corrupt files
             raise CheckpointError(f"{WEIGHTS_NAME} of {model_id!r} is not a readable safetensors file: {e}") from e
+        state = model.complete_state(state)
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

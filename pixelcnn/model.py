@@ -94,9 +94,21 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         self.check_images(x)
         return self.forward_scaled(self.scale(x), cond)
 
+    def complete_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        key = "condition.null_h"  # saved before the null condition existed
+        if self.condition.width and key not in state:
+            state = {**state, key: self.condition.default_null(state, "condition.")}
+        return state
+
     # ------------------------------------------------------------------ likelihoods
-    def loss(self, x: Tensor, cond: Any = None) -> Tensor:
-        """The training objective: mean negative log-likelihood in bits/dim over the batch, a scalar."""
+    def loss(self, x: Tensor, cond: Any = None, *, cond_dropout: float = 0.0) -> Tensor:
+        """The training objective: mean negative log-likelihood in bits/dim over the batch, a scalar.
+
+        cond_dropout: the share of images whose condition is replaced by the null (`Condition.drop`),
+        so that the model also learns p(x | null), the unconditional model that guidance needs.
+        """
+        if cond_dropout > 0:
+            cond = self.condition.drop(self.encode_condition(cond, x.shape[0]), cond_dropout)
         logits = self(x, cond)
         return F.cross_entropy(logits.float(), x.long()) / math.log(2)
 

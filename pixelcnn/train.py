@@ -92,6 +92,8 @@ class TrainConfig:
     decoder: str = "pixelcnn"           # with --encoder conv, "mse": the baseline, a deconvolution decoder on MSE
     code_from: str | None = None        # with --encoder conv: start the encoder (and a "sketch" decoder's m(h)) from this MSE auto-encoder
     freeze_code: bool = False           # keep the encoder and a sketch's m(h) as they are: only the PixelCNN learns
+    cond_dropout: float = 0.0           # share of images trained on the null condition (a learned one), for guidance
+    time_budget: float = 0.0            # minutes for the whole run, evaluation and export included (0: none)
     progress: bool = True               # tqdm progress bar
 
 
@@ -165,6 +167,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
     if args["standardise_cond"] is None:  # e.g. the faces preset's unconditional twin: nothing to standardise
         given_vectors = condition_class(args["conditioning"]).batch_field == "vectors" and args["encoder"] == "none"
         args["standardise_cond"] = model_defaults["standardise_cond"] and given_vectors
+    if not 0 <= args["cond_dropout"] < 1:
+        raise ValueError(f"--cond_dropout must lie in [0, 1), got {args['cond_dropout']}")
+    if args["time_budget"] < 0:
+        raise ValueError(f"--time_budget is in minutes and must be >= 0, got {args['time_budget']}")
+    if args["cond_dropout"] > 0:  # the dropped images train the null condition itself
+        args["learned_null"] = True
     train = TrainConfig(**{f.name: args[f.name] for f in fields(TrainConfig)})
     model = PixelCNNConfig.from_dict({f.name: args[f.name] for f in fields(PixelCNNConfig) if f.name in args})
     return train, model
@@ -197,11 +205,12 @@ def setup_world(device_name: str) -> tuple[World, torch.device]:
     return world, device
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to lr * min_lr_ratio at the last step."""
+def learning_rate(step: int, cfg: TrainConfig, total: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio at the last step (`total`, else cfg.steps)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    total = total or cfg.steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -252,13 +261,16 @@ def hardware_description(device: torch.device, world: World) -> str:
 
 # ------------------------------------------------------------------------------------ what is trained
 class Objective(nn.Module):
-    """The trainable's own loss as a module, so DDP wraps the call that computes it."""
+    """The trainable's own loss as a module, so DDP wraps the call that computes it; with
+    `cond_dropout`, a share of the images is trained on the null condition."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, cond_dropout: float = 0.0) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.cond_dropout = model, cond_dropout
 
     def forward(self, images: torch.Tensor, cond: Any) -> torch.Tensor:
+        if self.cond_dropout > 0:
+            return self.model.loss(images, cond, cond_dropout=self.cond_dropout)
         return self.model.loss(images, cond)
 
 
@@ -282,8 +294,36 @@ def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module
     code = EncoderConfig(image_channels=model_config.image_channels, image_size=model_config.image_size,
                          levels=model_config.levels, code_dim=model_config.cond_dim, channels=cfg.encoder_channels)
     if cfg.decoder == "mse":
+        if cfg.cond_dropout > 0:
+            raise TrainingError("--cond_dropout trains a PixelCNN's null condition; an MSE auto-encoder has none")
         return MSEAutoEncoder(ConvEncoder(code), DeconvDecoder(code))
     return PixelCNNAutoEncoder(ConvEncoder(code), build_model(model_config))
+
+
+def conditioned_part(model: nn.Module) -> nn.Module | None:
+    """The PixelCNN whose condition holds the null: the model, or an auto-encoder's decoder (None: MSE)."""
+    if isinstance(model, MSEAutoEncoder):
+        return None
+    return model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
+
+
+@torch.no_grad()
+def set_average_null(model: nn.Module, data: ImageDataset, device: torch.device, limit: int = 5000) -> bool:
+    """Set the null condition to the mean h over (the first `limit` of) the training images: class
+    frequencies, the mean embedding, or an auto-encoder's mean code. False when there is none."""
+    part = conditioned_part(model)
+    if part is None or part.condition.width == 0:
+        return False
+    index = torch.arange(min(limit, len(data)))
+    codes = []
+    for chunk in index.split(500):
+        batch = data.batch(chunk, part.config.levels)
+        if isinstance(model, PixelCNNAutoEncoder):
+            codes.append(model.encode(batch["images"].to(device)))
+        else:
+            codes.append(part.encode_condition(condition_of(model, batch, device), len(chunk)))
+    part.condition.set_average(torch.cat(codes).double().mean(0))
+    return True
 
 
 def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) -> Any:
@@ -417,7 +457,7 @@ def export_examples(data: ImageDataset, folder: Path) -> None:
 # ------------------------------------------------------------------------------------ metrics and card
 def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: float, cpu_time: float, hardware: str,
                 test_value: float, test_images: int, train_images: int, command: str,
-                history: list[dict[str, Any]]) -> dict[str, Any]:
+                history: list[dict[str, Any]], budget: "TimeBudget | None" = None) -> dict[str, Any]:
     """What `metrics.json` records: the measured figures of the run and of the runs before it.
     `test_value` is what the model's loss measures on the test split, saved as `test_<metric>`."""
     key = f"test_{metric_of(model)}"
@@ -425,6 +465,11 @@ def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: fl
                "wall_time_s": round(wall_time, 1), "hardware": hardware,
                "core_hours": round(cpu_time / 3600, 2),  # CPU time of the training process(es) on rank 0
                "init_from": cfg.init_from, key: round(test_value, 6)}
+    if cfg.cond_dropout > 0:
+        stretch["cond_dropout"] = cfg.cond_dropout
+    if cfg.time_budget > 0:
+        stretch["time_budget_min"] = cfg.time_budget
+        stretch["stopped_by_budget"] = bool(budget is not None and (budget.stopped_early or steps < cfg.steps))
     return {key: round(test_value, 6), "test_images": test_images, "dataset": cfg.data,
             "train_images": train_images, "parameters": sum(p.numel() for p in model.parameters()),
             "torch": torch.__version__, "history": [*history, stretch]}
@@ -462,6 +507,27 @@ def describe_model(model: nn.Module, history: list[dict[str, Any]] = ()) -> tupl
     return f"A {kind}{name} (van den Oord et al., 2016)", config.to_json()
 
 
+def run_notes(run: dict[str, Any]) -> str:
+    """What a history row says beyond its command: condition dropout, the time budget."""
+    notes = []
+    if run.get("cond_dropout"):
+        notes.append(f"condition dropout {run['cond_dropout']:g}")
+    if run.get("time_budget_min"):
+        stopped = ", which set its length" if run.get("stopped_by_budget") else ""
+        notes.append(f"time budget {run['time_budget_min']:g} min{stopped}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def null_row(model: nn.Module) -> str:
+    """The card's row on the null condition that guidance uses (none for an unconditional model)."""
+    part = conditioned_part(model)
+    if part is None or part.condition.width == 0:
+        return ""
+    how = ("learnt by condition dropout" if part.config.learned_null
+           else "the average condition of the training data")
+    return f"\n| null condition (for guidance) | {how} |"
+
+
 def model_card(metrics: dict[str, Any], model: nn.Module, title: str) -> str:
     """The model card (README.md), generated from `metrics.json`: never parsed back."""
     runs = metrics["history"]
@@ -469,7 +535,8 @@ def model_card(metrics: dict[str, Any], model: nn.Module, title: str) -> str:
     key, name = f"test_{metric}", METRIC_NAMES[metric]
     what, config_json = describe_model(model, runs)
     rows = "\n".join(
-        f"| {k + 1} | `{run['command']}` | {run['steps']:,} x {run['batch_size']} | {run['wall_time_s'] / 60:.1f} min"
+        f"| {k + 1} | `{run['command']}` | {run['steps']:,} x {run['batch_size']}{run_notes(run)} "
+        f"| {run['wall_time_s'] / 60:.1f} min"
         f" | {run['core_hours'] if run.get('core_hours') is not None else '-'} | {run['hardware']} | "
         f"{run[key]:.4f} |" for k, run in enumerate(runs))
     core_hours = sum(run.get("core_hours") or 0 for run in runs)
@@ -495,7 +562,7 @@ metrics:
 | dataset | `{metrics['dataset']}`: {metrics['train_images']:,} training images |
 | test {name} | **{metrics[key]:.4f}** on {metrics['test_images']:,} images of the test split (EMA weights) |
 | training | {sum(run['steps'] for run in runs):,} steps in {len(runs)} run(s), {core_hours:.2f} CPU core-hours |
-| parameters | {metrics['parameters']:,} |
+| parameters | {metrics['parameters']:,} |{null_row(model)}
 | torch | {metrics['torch']} |
 
 The figures come from `metrics.json` beside the weights, written by the training run.
@@ -515,6 +582,18 @@ Model config:
 {config_json}
 ```
 """
+
+
+# metrics.json key -> its card section; an experiment registers its own (`card_section`)
+CARD_SECTIONS: dict[str, Any] = {}
+
+
+def card_section(key: str):
+    """Decorator: render(metrics[key]) -> markdown becomes the model card's section for `key`."""
+    def register(render):
+        CARD_SECTIONS[key] = render
+        return render
+    return register
 
 
 def card_extras(metrics: dict[str, Any]) -> str:
@@ -552,43 +631,26 @@ def card_extras(metrics: dict[str, Any]) -> str:
                          f"{r['classifier_test_accuracy']:.1%} on the test split; "
                          if r.get("classifier_test_accuracy") is not None else "") +
                      "`classifier/`, `pixelcnn.evaluation`).\n")
-    if "portraits" in metrics:
-        p = metrics["portraits"]
-        parts.append(f"""
-**On {p['people']} held-out people** ({p['images']} photos never seen in training):
-
-| measurement | value |
-|---|---|
-| test bits/dim given the person's own embedding | **{p['bpd_own']:.4f}** |
-| ... given another held-out person's embedding | {p['bpd_mismatched']:.4f} |
-{average_row(p)}| ... of the unconditional twin (same size and budget) | {p['bpd_unconditional']:.4f} |
-| portraits identified as their person (top-1 among {p['people']}) | {p['identification_top1']:.1%} (chance {p['identification_chance']:.1%}; real 32x32 photos {p['identification_real_32px']:.1%}) |
-| mean pixel change between neighbours of an interpolation row, one seed | {p['interpolation_neighbour_change']:.1f} |
-| ... with independent seeds | {p['independent_neighbour_change']:.1f} |
-""")
+        if "guidance" in r:
+            rows = "".join(f"| {w}{' (the app default)' if float(w) == r.get('default_guidance') else ''} | "
+                           f"{rate:.1%} |\n" for w, rate in r["guidance"].items())
+            parts.append(f"\nWith classifier-free guidance (the same {r['samples']} classes and seed):\n\n"
+                         f"| guidance w | samples recognised |\n|---|---|\n{rows}")
+    for key, render in CARD_SECTIONS.items():
+        if key in metrics:
+            parts.append(render(metrics[key]))
     if "conditioning_comparison" in metrics:
         c = metrics["conditioning_comparison"]
         rows = "".join(f"| {name} | " + ", ".join(f"{bpd:.3f} at {step}" for step, bpd in curve.items()) + " |\n"
                        for name, curve in c.items() if isinstance(curve, dict))
         parts.append(f"\n**Forms of conditioning compared** ({c.get('note', 'test bits/dim at equal steps')}):\n\n"
                      f"| conditioning | test bits/dim at step |\n|---|---|\n{rows}")
-    if metrics.get("dataset") == "celeba-portraits":
+    if str(metrics.get("dataset", "")).startswith("celeba-"):
         parts.append("\n**Data terms.** Trained on face crops from CelebA (Liu et al., 2015), whose terms allow "
                      "non-commercial research use only; these weights inherit them. Embeddings come from dlib's "
                      "ResNet face descriptor (`pixelcnn.faces`). The example faces are photos of held-out "
                      "people, never seen in training.\n")
     return "".join(parts)
-
-
-def average_row(p: dict[str, Any]) -> str:
-    """The portrait card's row for bits/dim given the mean embedding, with what identity adds over it."""
-    if "bpd_average" not in p:
-        return ""
-    paired = (f"; the own embedding is {p['bpd_average'] - p['bpd_own']:.4f} ± "
-              f"{p['identity_gain_standard_error']:.4f} lower, on {p['photos_own_below_average']:.0%} of photos "
-              f"and for {p['people_own_below_average']} of {p['people']} people"
-              if "identity_gain_standard_error" in p else "")
-    return f"| ... given the mean embedding (an average person{paired}) | {p['bpd_average']:.4f} |\n"
 
 
 def rewrite_card(folder: Path, model: nn.Module) -> None:
@@ -608,6 +670,43 @@ def write_export(model: nn.Module, folder: Path, metrics: dict[str, Any], title:
 
 
 # ------------------------------------------------------------------------------------ training
+class TimeBudget:
+    """`--time_budget`: how many steps fit, planned from the measured speed, so that the learning-rate
+    schedule still ends at the last step and evaluation and export finish in time.
+
+    The first plan comes after CALIBRATION_STEPS steps of this process; it is revised every
+    REPLAN_EVERY steps from the speed since the last plan, evaluations included (a machine that
+    was busy at the start frees up, or the reverse). total_steps: the planned last step (cfg.steps
+    without a budget), checkpointed with the plan. reserve: seconds kept for evaluation and export.
+    """
+
+    CALIBRATION_STEPS = 20  # steps of this process timed before the first plan
+    REPLAN_EVERY = 100
+    EXPORT_SECONDS = 20.0   # weights, card and plots, beyond the final evaluation
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.seconds = cfg.time_budget * 60
+        self.total_steps, self.reserve, self.planned, self.stopped_early = cfg.steps, 0.0, False, False
+        self.last_plan: tuple[int, float] | None = None  # (step, elapsed) of the last plan in this process
+
+    def calibrating(self, steps_here: int) -> bool:
+        return self.seconds > 0 and steps_here >= self.CALIBRATION_STEPS and (
+            steps_here == self.CALIBRATION_STEPS or steps_here % self.REPLAN_EVERY == 0)
+
+    def out_of_time(self, elapsed: float) -> bool:
+        return self.seconds > 0 and elapsed + self.reserve > self.seconds
+
+    def plan(self, *, step: int, elapsed: float, per_step: float, eval_per_step: float, final_eval: float,
+             max_steps: int) -> None:
+        """Fix the reserve and the number of steps that fit in what is left."""
+        self.reserve = 1.5 * final_eval + self.EXPORT_SECONDS
+        if self.last_plan is not None and step > self.last_plan[0]:  # measured speed, evaluations included
+            per_step, eval_per_step = (elapsed - self.last_plan[1]) / (step - self.last_plan[0]), 0.0
+        left = self.seconds - elapsed - self.reserve
+        self.total_steps = min(max_steps, step + max(1, int(0.97 * left / (per_step + eval_per_step))))
+        self.planned, self.last_plan = True, (step, elapsed)
+
+
 class Trainer:
     """One training run: setup (or resume), the loop, checkpoints, evaluation and export.
 
@@ -636,9 +735,11 @@ class Trainer:
         self.model_config = model_config
         self.model = build_trainable(cfg, model_config).to(self.device)
         self.metric = metric_of(self.model)
+        keep_null = False
         if cfg.init_from and checkpoint is None:
             self.history = load_initial_weights(self.model, cfg.init_from)
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
+            keep_null = learned_null_in(cfg.init_from)
         if cfg.code_from and checkpoint is None:
             self.say(load_code_weights(self.model, cfg.code_from))
         if cfg.freeze_code:
@@ -646,12 +747,16 @@ class Trainer:
         fresh_condition = checkpoint is None and (not cfg.init_from or not statistics_fitted(self.model))
         if fresh_condition and fit_condition_statistics(self.model, self.train_data):
             self.say("standardised h with the mean and std of the training vectors; V starts at 0")
+        if checkpoint is None and not keep_null and set_average_null(self.model, self.train_data, self.device):
+            self.say("the null condition starts as the average condition of the training data"
+                     + (" and learns from the dropped ones" if cfg.cond_dropout > 0 else ""))
         self.ema = AveragedModel(self.model, avg_fn=ema_average(cfg.ema_decay))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.position, self.elapsed_before, self.cpu_before = 0, 0, 0, 0.0, 0.0
+        self.budget = TimeBudget(cfg)
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.net = Objective(self.model)
+        self.net = Objective(self.model, cfg.cond_dropout)
         if self.world.size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
@@ -688,6 +793,8 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.step, self.epoch, self.position = checkpoint["step"], checkpoint["epoch"], checkpoint["position"]
         self.elapsed_before = checkpoint["elapsed"]
+        self.budget.total_steps = checkpoint.get("total_steps", self.cfg.steps)
+        self.budget.planned = checkpoint.get("budget_planned", False)
         self.cpu_before = checkpoint.get("cpu_time", 0.0)
         rng = checkpoint["rng"]
         torch.set_rng_state(rng["torch"])
@@ -707,6 +814,7 @@ class Trainer:
         atomic_torch_save({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
                            "optimizer": self.optimizer.state_dict(),
                            "step": self.step, "epoch": self.epoch, "position": self.position,
+                           "total_steps": self.budget.total_steps, "budget_planned": self.budget.planned,
                            "elapsed": self.elapsed, "cpu_time": self.cpu_time, "rng": rng, "history": self.history,
                            "train_config": dataclasses.asdict(self.cfg),
                            "model_config": self.model_config.to_dict()}, self.ckpt_path)
@@ -754,7 +862,8 @@ class Trainer:
             loss = self.net(images, condition_of(self.model, batch, self.device))  # bits/dim (or MSE)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        lr = learning_rate(self.step, cfg)  # the schedule is a function of the step: nothing to restore
+        # the schedule is a function of the step (and the planned total, checkpointed): nothing to restore
+        lr = learning_rate(self.step, cfg, self.budget.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if cfg.grad_clip > 0:
@@ -777,7 +886,7 @@ class Trainer:
     def periodic(self, progress: Any) -> None:
         """Evaluation, sample grids and checkpoints, each at its own cadence."""
         cfg, main = self.cfg, self.world.main
-        if main and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+        if main and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.budget.total_steps:
             value, n = evaluate(self.ema.module, self.test_data, cfg.eval_images, cfg.eval_batch_size,
                                 self.device, self.autocast)
             self.log({"step": self.step, f"test_{self.metric}": value, "test_images": n})
@@ -786,31 +895,42 @@ class Trainer:
             plot_curves(self.metrics_path, self.out / "curves.png", self.metric)
         if main and cfg.sample_every and self.step % cfg.sample_every == 0:
             sample_grid(self.ema.module, self.test_data, self.out / "samples" / f"step_{self.step:07d}.png")
-        if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+        if self.step % cfg.ckpt_every == 0 or self.step == self.budget.total_steps:
             self.save_checkpoint()
 
     def run(self) -> Path | None:
-        """Train to `cfg.steps`, then evaluate and export on rank 0; returns the exported folder."""
+        """Train to `cfg.steps` (or as many as `cfg.time_budget` allows), then evaluate and export on
+        rank 0; returns the exported folder."""
         cfg = self.cfg
         progress = None
         if self.world.main and cfg.progress:
             from tqdm.auto import tqdm  # a notebook bar in Jupyter, a text bar in a terminal
-            progress = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stdout)
+            progress = tqdm(total=self.budget.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                            file=sys.stdout)
         self.start_time, self.cpu_start = time.perf_counter(), time.process_time()
         self.last_ckpt_step = self.step
         running, window_start, window_images = None, time.perf_counter(), 0
+        loop_start, first_step = time.perf_counter(), self.step
         try:
-            while self.step < cfg.steps:
+            while self.step < self.budget.total_steps:
+                if self.budget.out_of_time(self.elapsed):
+                    self.say(f"--time_budget: stopping at step {self.step} to leave time for evaluation and export")
+                    self.budget.total_steps, self.budget.stopped_early = self.step, True
+                    self.save_checkpoint()
+                    break
                 value = self.train_step()
+                if self.budget.calibrating(self.step - first_step):
+                    self.plan_budget((time.perf_counter() - loop_start) / (self.step - first_step), progress)
                 running = value if running is None else 0.98 * running + 0.02 * value
                 window_images += cfg.batch_size
                 if progress is not None:
                     progress.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.log_every == 0 or self.step == self.budget.total_steps:
                     now = time.perf_counter()
                     rate = window_images / (now - window_start)
                     window_start, window_images = now, 0
-                    self.log({"step": self.step, f"train_{self.metric}": running, "lr": learning_rate(self.step - 1, cfg),
+                    self.log({"step": self.step, f"train_{self.metric}": running,
+                              "lr": learning_rate(self.step - 1, cfg, self.budget.total_steps),
                               "images_per_s": rate, "elapsed": self.elapsed})
                     if progress is not None:
                         progress.set_postfix({self.metric: f"{running:.4f}", "img_s": f"{rate:.1f}"})
@@ -825,6 +945,26 @@ class Trainer:
             dist.destroy_process_group()
         return exported
 
+    def plan_budget(self, per_step: float, progress: Any) -> None:
+        """Time one evaluation batch, then plan the steps that fit in `--time_budget` (`TimeBudget`)."""
+        cfg = self.cfg
+        started = time.perf_counter()
+        _, n = evaluate(self.ema.module, self.test_data, cfg.eval_batch_size, cfg.eval_batch_size, self.device,
+                        self.autocast)
+        per_image = (time.perf_counter() - started) / n
+        periodic = min(cfg.eval_images or len(self.test_data), len(self.test_data)) / cfg.eval_every if cfg.eval_every else 0
+        final = cfg.final_eval_images if cfg.final_eval_images > 0 else len(self.test_data)
+        was_planned = self.budget.last_plan is not None
+        self.budget.plan(step=self.step, elapsed=self.elapsed, per_step=per_step, eval_per_step=per_image * periodic,
+                         final_eval=per_image * min(final, len(self.test_data)), max_steps=cfg.steps)
+        if not was_planned:
+            self.say(f"--time_budget {cfg.time_budget:g} min: {per_step:.2f} s/step, so {self.budget.total_steps} steps "
+                     f"(of {cfg.steps}); {self.budget.reserve:.0f} s kept for evaluation and export")
+        self.log({"step": self.step, "planned_steps": self.budget.total_steps})
+        if progress is not None:
+            progress.total = self.budget.total_steps
+            progress.refresh()
+
     def export(self) -> Path:
         """Evaluate the EMA weights on the test split; save them with metrics.json and the model card."""
         cfg, wall = self.cfg, self.elapsed
@@ -834,13 +974,15 @@ class Trainer:
         plot_curves(self.metrics_path, self.out / "curves.png", self.metric)
         final = build_trainable(cfg, self._export_config())
         final.load_state_dict(self.ema.module.state_dict())
+        if not self.model_config.learned_null:  # the average condition of the final weights (a code moves)
+            set_average_null(final.to(self.device), self.train_data, self.device)
         args = " ".join(self.argv if self.argv is not None else sys.argv[1:])
         launcher = (f"torchrun --nproc_per_node={self.world.size} -m pixelcnn.train" if self.world.size > 1
                     else "python -m pixelcnn.train")
         metrics = run_metrics(cfg, final, steps=self.step, wall_time=wall, cpu_time=self.cpu_time,
                               hardware=hardware_description(self.device, self.world), test_value=value,
                               test_images=n, train_images=len(self.train_data), command=f"{launcher} {args}",
-                              history=self.history)
+                              history=self.history, budget=self.budget)
         exported = self.out / "model"
         write_export(final, exported, metrics, f"{cfg.preset} on {cfg.data}")
         if self.model.condition_field == "labels":
@@ -869,7 +1011,8 @@ def initial_history(source: str | None) -> list[dict[str, Any]]:
     return list((read_metrics(source) or {}).get("history", []))
 
 
-CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "spatial_channels", "standardise_cond")
+CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "spatial_channels", "standardise_cond",
+                    "learned_null")
 
 
 def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
@@ -880,7 +1023,7 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     decoder) only in its conditioning is a warm start (`warm_start`).
     """
     start = from_pretrained(source)
-    names = ("class_names",)
+    names = ("class_names", "learned_null")
     if type(start) is type(model) and _config_without(start, names) == _config_without(model, names):
         model.load_state_dict(start.state_dict())
         return initial_history(source)
@@ -900,6 +1043,13 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     print(f"--init_from {source}: copied {copied} of {total} tensors; the other {total - copied}, the "
           f"conditioning's, start fresh (V = 0)", flush=True)
     return initial_history(source)
+
+
+def learned_null_in(source: str) -> bool:
+    """Whether the saved model at `source` (or its decoder) learnt its null condition."""
+    start = from_pretrained(source)
+    part = conditioned_part(start)
+    return part is not None and part.config.learned_null
 
 
 def load_code_weights(model: nn.Module, source: str) -> str:
@@ -942,7 +1092,7 @@ def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
 
 def is_deeper_twin(model: nn.Module, start: nn.Module) -> bool:
     """Whether `model` is a gated PixelCNN like `start` but with more layers (see `deepen`)."""
-    names = ("class_names", "n_layers")
+    names = ("class_names", "n_layers", "learned_null")
     return (isinstance(model, GatedPixelCNN) and isinstance(start, GatedPixelCNN)
             and model.config.n_layers > start.config.n_layers
             and _config_without(start, names) == _config_without(model, names))

@@ -17,7 +17,8 @@ def test_sampling_benchmark_runs_and_writes_json(tmp_path):
     assert {(r["preset"], r["batch"]) for r in rows} == {(p, b) for p in ("smoke-grey", "smoke-rgb") for b in (1, 16)}
     for row in rows:
         assert row["cached_s"] > 0 and row["naive_s"] > 0 and row["speedup"] == row["naive_s"] / row["cached_s"]
-    assert "| speed-up |" in result.stdout
+        assert row["guided_s"] > 0 and row["guided_over_cached"] == row["guided_s"] / row["cached_s"]
+    assert "| speed-up |" in result.stdout and "| guided / cached |" in result.stdout
 
 
 def test_train_benchmark_runs_and_writes_json(tmp_path):

@@ -107,3 +107,38 @@ def test_interpolation_ends_equal_sampling_with_each_end(portrait_model):
     assert torch.equal(between(portrait_model, a, b, 0.5, seed=9)[0], row.images[2])
     with pytest.raises(ValueError, match="steps"):
         interpolate(portrait_model, a, b, 1)
+
+
+# ------------------------------------------------------------------------------------ measurements
+def test_ranks_counts_the_centres_nearer_than_the_true_one():
+    from pixelcnn.experiments.portraits import ranks
+
+    centres = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    embeddings = np.array([[0.1, 0.0], [0.9, 0.0], [1.9, 0.0], [2.9, 0.0]])
+    assert ranks(embeddings, centres, np.array([0, 0, 2, 1])).tolist() == [0, 1, 1, 1]
+
+
+def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
+    """Every figure of the measurement on 4 people x 3 photos, with dlib's embedder, and its card section."""
+    from pixelcnn.data import ImageDataset
+    from pixelcnn.experiments.portraits import evaluate_portraits, portraits_card
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 3, 8, 8), generator=gen, dtype=torch.uint8)
+    vectors = torch.randn(12, EMBEDDING_DIM, generator=gen) * 0.05
+    labels = torch.arange(4).repeat_interleave(3)
+    test = ImageDataset(images, labels, [str(k) for k in range(4)], "faces", "test", vectors)
+    config = PixelCNNConfig(image_channels=3, image_size=8, hidden_channels=6, n_layers=2, head_channels=6,
+                            conditioning="vector", cond_dim=EMBEDDING_DIM, standardise_cond=True)
+    model = GatedPixelCNN(config).eval()
+    model.condition.fit_statistics(vectors)
+    result, drawn = evaluate_portraits(model, test, guidances=(1.0, 3.0), per_person=2)
+    assert result["people"] == 4 and result["images"] == 12 and result["identification_chance"] == 0.25
+    assert set(result["guidance"]) == {"1", "3"} and set(drawn) == {1.0, 3.0}
+    assert drawn[3.0].shape == (8, 3, 8, 8) and not torch.equal(drawn[1.0], drawn[3.0])
+    for figures in result["guidance"].values():
+        assert 0 <= figures["top1"] <= figures["top5"] <= 1 and figures["morph_rows"] == 2
+        assert 0 <= figures["morph_ends_identified"] <= 1 and figures["independent_end_to_end_change"] > 0
+    assert 0 <= result["people_own_below_average"] <= 4
+    card = portraits_card({"celeba-faces32": result})
+    assert "| 3 | " in card and "held-out people of `celeba-faces32`" in card and "null condition" in card

@@ -85,8 +85,9 @@ def test_a_tiny_model_overfits_one_batch_and_exports_an_honest_card(stripes, tmp
 
 
 def test_sigkill_then_resume_ends_with_the_same_weights(stripes, tmp_path):
+    # condition dropout draws from the checkpointed RNG too, so it is part of the exact resume
     args = ["--steps", "300", "--ckpt_every", "50", "--hidden_channels", "32", "--n_layers", "4",
-            "--head_channels", "32"]
+            "--head_channels", "32", "--cond_dropout", "0.3"]
     reference = tmp_path / "reference"
     assert run_train(train_args(stripes, reference, *args)).returncode == 0
 
@@ -301,3 +302,41 @@ def test_the_mse_baseline_trains_through_the_cli_and_reports_psnr(stripes, tmp_p
     assert Image.open(out / "samples" / "step_0000040.png").size[0] > 0
     refused = run_train(train_args(stripes, tmp_path / "bad", "--decoder", "mse", "--steps", "2"))
     assert refused.returncode == 1 and "needs --encoder conv" in refused.stderr
+
+
+def test_condition_dropout_learns_a_null_and_is_recorded(stripes, tmp_path):
+    out = tmp_path / "dropout"
+    result = run_train(train_args(stripes, out, "--steps", "60", "--cond_dropout", "0.5", "--lr", "1e-2",
+                                  "--warmup_steps", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    assert model.config.learned_null
+    null = model.condition.null_h
+    # it started as the class frequencies (1/2 each) and learnt from the dropped images
+    assert (null - 0.5).abs().max() > 1e-3, null
+    last = read_metrics(out / "model")["history"][-1]
+    assert last["cond_dropout"] == 0.5
+    assert "condition dropout 0.5" in (out / "model" / "README.md").read_text()
+    # without dropout the null is the average condition: here the two classes' frequencies
+    plain = tmp_path / "plain"
+    assert run_train(train_args(stripes, plain, "--steps", "2")).returncode == 0
+    assert torch.allclose(pixelcnn.from_pretrained(plain / "model").condition.null_h, torch.tensor([0.5, 0.5]))
+
+
+def test_a_time_budget_ends_the_run_in_time_with_its_schedule_finished(stripes, tmp_path):
+    out = tmp_path / "budget"
+    budget_min = 0.4
+    started = time.perf_counter()
+    result = run_train(train_args(stripes, out, "--steps", "1000000", "--time_budget", str(budget_min),
+                                  "--hidden_channels", "16", "--n_layers", "3", "--log_every", "1"))
+    wall = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert wall < budget_min * 60 + 20, f"{wall:.0f} s: the budget was overrun (start-up takes a few seconds)"
+    last = read_metrics(out / "model")["history"][-1]
+    assert last["time_budget_min"] == budget_min and last["stopped_by_budget"]
+    assert 20 <= last["steps"] < 1000000 and last["wall_time_s"] < budget_min * 60
+    # the planned total moved the cosine schedule: the last step ran at (nearly) the final learning rate
+    rows = [m for m in metrics(out) if "lr" in m]
+    assert rows[-1]["step"] == last["steps"]
+    assert rows[-1]["lr"] < 0.2 * max(r["lr"] for r in rows), rows[-1]
+    assert "time budget 0.4 min" in (out / "model" / "README.md").read_text()

@@ -2,11 +2,12 @@
 
 
 import gradio as gr
+import numpy as np
 import pytest
 import torch
 
 import pixelcnn
-from pixelcnn.images import image_grid
+from pixelcnn.images import display_scale, image_grid
 from pixelcnn.ui import Explorer
 from pixelcnn.ui import blind_spot, class_picker, likelihood
 
@@ -32,11 +33,27 @@ def test_the_app_opens_on_the_digits_model_and_says_what_it_is(explorer):
     assert "Test bits/dim **1.500**" in line and "trained on a CPU" in line
 
 
+def test_the_guidance_slider_reaches_the_sampler_and_defaults_to_the_library_value(explorer):
+    from pixelcnn.sampling import CLASS_GUIDANCE
+
+    model = explorer.model(explorer.first)
+    for w in (1.0, 4.0):
+        *_, (grid, text, gallery, state) = class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [],
+                                                                "full speed", w)
+        expected = image_grid(pixelcnn.sample(model, 2, 1, seed=3, guidance=w), nrow=2, levels=256,
+                              scale=display_scale(6, 2))
+        assert np.array_equal(np.asarray(grid), np.asarray(expected)), w
+    assert state[0][1] == "b · seed 3 · guidance 4"
+    assert class_picker.generate.__defaults__[-2] == CLASS_GUIDANCE
+    with pytest.raises(gr.Error, match="guidance"):
+        list(class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [], "full speed", -1))
+
+
 def test_generate_streams_rows_and_ends_with_a_gallery_entry(explorer):
-    events = list(class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [], "full speed"))
+    events = list(class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [], "full speed", 1.0))
     grid, text, gallery, state = events[-1]
     assert "36 of 36 sub-pixels" in text and "done" in text and len(state) == 1 and state[0][1] == "b · seed 3"
-    again = list(class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [], "pixel by pixel"))
+    again = list(class_picker.generate(explorer, explorer.first, "b", 2, 1.0, 3, [], "pixel by pixel", 1.0))
     assert len(again) >= 2 and "row" in again[0][1]
     assert again[-1][0].tobytes() == grid.tobytes()  # the playback changes no pixel
     with pytest.raises(gr.Error, match="pick a class"):

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction, reconstructions
+from ..autoencoder import (RECONSTRUCTION_GUIDANCE, MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction,
+                           reconstructions)
 from ..images import display_scale, image_grid
-from .common import MAX_SAMPLES, play, progress_text, read_upload, render_frame, sampling_controls
+from .common import MAX_SAMPLES, guidance_slider, play, progress_text, read_upload, render_frame, sampling_controls
 from .models import Explorer
 
 EXPLANATION = ("The MSE decoder must give one answer, so it returns the average of every image the code allows: "
@@ -64,6 +65,7 @@ class AutoEncoderTab:
     mse: gr.Image
     decodings: gr.Image
     progress: gr.Markdown
+    guidance: gr.Slider
 
 
 def layout(explorer: Explorer) -> AutoEncoderTab:
@@ -83,6 +85,7 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
                             info="numbers the encoder keeps of the image's 3,072", elem_id="ae-code")
             n_samples, temperature, seed, decode, stop = sampling_controls(
                 "PixelCNN decodings", 4, "Encode and decode", "ae-decode", "ae-stop")
+            guidance = guidance_slider(RECONSTRUCTION_GUIDANCE, "the code", "ae-guidance")
         with gr.Column(scale=2):
             with gr.Row():
                 original = gr.Image(label="The image as the model sees it", type="pil", interactive=False,
@@ -94,7 +97,7 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
                                  elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="ae-progress")
     return AutoEncoderTab(upload, example, code, n_samples, temperature, seed, decode, stop, original, mse,
-                          decodings, progress)
+                          decodings, progress, guidance)
 
 
 def chosen(explorer: Explorer, code: str | None) -> AutoEncoders:
@@ -108,7 +111,7 @@ def chosen(explorer: Explorer, code: str | None) -> AutoEncoders:
 
 
 def encode_and_decode(explorer: Explorer, path: str | None, example: str | None, code: str | None, n: float,
-                      temperature: float, seed: float):
+                      temperature: float, seed: float, guidance: float = RECONSTRUCTION_GUIDANCE):
     """Stream (image as seen, MSE reconstruction, PixelCNN decodings, progress)."""
     pair = chosen(explorer, code)
     model = pair.pixelcnn
@@ -116,6 +119,9 @@ def encode_and_decode(explorer: Explorer, path: str | None, example: str | None,
     n = int(n)
     if not 1 <= n <= MAX_SAMPLES:
         raise gr.Error(f"ask for 1 to {MAX_SAMPLES} decodings")
+    guidance = RECONSTRUCTION_GUIDANCE if guidance is None else float(guidance)
+    if not 0 <= guidance <= 8:
+        raise gr.Error("guidance must lie between 0 and 8")
     path = path or pair.examples.get(example or "")
     if not path:
         raise gr.Error("upload an image or pick a test image")
@@ -127,7 +133,8 @@ def encode_and_decode(explorer: Explorer, path: str | None, example: str | None,
     columns = min(n, 4) if n <= 8 else math.ceil(math.sqrt(n))
     grid_scale = display_scale(cfg.width, columns, target=640)
     note = ("Notice: " + "; ".join(notices) + ". ") if notices else ""
-    events = reconstructions(model, x, n, seed=int(seed or 0), temperature=float(temperature or 0))
+    events = reconstructions(model, x, n, seed=int(seed or 0), temperature=float(temperature or 0),
+                             guidance=guidance)
     for event in play(events, "row by row", cfg.height * cfg.width, n):
         grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=grid_scale, outline=False)
         text = f"{note}{code}: {progress_text(event, n, cfg.image_channels, cfg.width)}"
@@ -135,10 +142,11 @@ def encode_and_decode(explorer: Explorer, path: str | None, example: str | None,
 
 
 def wire(tab: AutoEncoderTab, explorer: Explorer) -> None:
-    def on_decode(path, example, code, n, temperature, seed):
-        yield from encode_and_decode(explorer, path, example, code, n, temperature, seed)
+    def on_decode(path, example, code, n, temperature, seed, guidance):
+        yield from encode_and_decode(explorer, path, example, code, n, temperature, seed, guidance)
 
-    run = tab.decode.click(on_decode, [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed],
+    run = tab.decode.click(on_decode, [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed,
+                                       tab.guidance],
                            [tab.original, tab.mse, tab.decodings, tab.progress], api_name="autoencode",
                            concurrency_limit=2)
     tab.stop.click(None, None, None, cancels=[run], api_visibility="private")

@@ -7,9 +7,9 @@ from typing import Any
 import gradio as gr
 
 from ..images import display_scale
-from ..sampling import stream
-from .common import (MAX_SAMPLES, PLAYBACK, SUBPIXEL_NOTE, gallery, play, progress_text, render_frame,
-                     save_png)
+from ..sampling import CLASS_GUIDANCE, stream
+from .common import (MAX_SAMPLES, PLAYBACK, SUBPIXEL_NOTE, gallery, guidance_slider, play, progress_text,
+                     render_frame, save_png)
 from .models import Explorer, class_choices, sampling_condition
 
 RECENT = 6
@@ -30,6 +30,7 @@ class ClassPickerTab:
     progress: gr.Markdown
     history: gr.Gallery
     history_state: gr.State
+    guidance: gr.Slider
 
     @property
     def model_outputs(self) -> list:
@@ -48,6 +49,7 @@ def layout(explorer: Explorer) -> ClassPickerTab:
             temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
                                     info="below 1: safer, plainer images. 0 is greedy decoding: always the most "
                                          "likely value, which gives flat, identical images")
+            guidance = guidance_slider(CLASS_GUIDANCE, "the class", "class-guidance")
             seed = gr.Number(value=0, precision=0, label="Seed", info="the seed alone fixes the pixels")
             playback = gr.Radio(PLAYBACK, value=PLAYBACK[0], label="Playback", elem_id="playback",
                                 info="the model is faster than the eye: row by row and pixel by pixel slow the "
@@ -61,11 +63,11 @@ def layout(explorer: Explorer) -> ClassPickerTab:
             progress = gr.Markdown(SUBPIXEL_NOTE, elem_id="progress")
     history = gallery("Recent grids (seed in the caption)", "history")
     return ClassPickerTab(class_name, n_samples, temperature, seed, playback, generate, stop, samples, progress,
-                          history, gr.State([]))
+                          history, gr.State([]), guidance)
 
 
 def generate(explorer: Explorer, choice: str, name: str | None, n: float, temperature: float, seed: float,
-             recent: list, mode: str = PLAYBACK[0], request: gr.Request = None):
+             recent: list, mode: str = PLAYBACK[0], guidance: float = CLASS_GUIDANCE, request: gr.Request = None):
     """Stream a grid of n samples: yields (grid, progress, gallery, gallery state)."""
     model = explorer.model(choice)
     cfg = model.config
@@ -77,12 +79,15 @@ def generate(explorer: Explorer, choice: str, name: str | None, n: float, temper
     if mode not in PLAYBACK:
         raise gr.Error(f"playback must be one of {PLAYBACK}")
     cond = sampling_condition(model, name)
+    guidance = 1.0 if cond is None else float(guidance if guidance is not None else CLASS_GUIDANCE)
+    if not 0 <= guidance <= 8:
+        raise gr.Error("guidance must lie between 0 and 8")
     seed = int(seed or 0)
     columns = math.ceil(math.sqrt(n))
     scale = display_scale(cfg.width, columns)
     every = cfg.image_channels if mode == "pixel by pixel" else None  # one event per pixel, or per row
-    events = stream(model, n, cond, seed=seed, temperature=float(temperature), every=every)
-    label = f"{name or 'sample'} · seed {seed}"
+    events = stream(model, n, cond, seed=seed, temperature=float(temperature), every=every, guidance=guidance)
+    label = f"{name or 'sample'} · seed {seed}" + (f" · guidance {guidance:g}" if guidance != 1 else "")
     session = getattr(request, "session_hash", None) or "local"
     for event in play(events, mode, cfg.height * cfg.width, n):
         grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=scale, outline=mode == "pixel by pixel")
@@ -117,12 +122,13 @@ def model_changed(tab: ClassPickerTab, model) -> dict:
 def wire(tab: ClassPickerTab, explorer: Explorer, model_choice: gr.Dropdown) -> None:
     # closures, not partials: Gradio reads the gr.Request type hint to pass the session
     def on_generate(choice: str, name: str | None, n: float, temperature: float, seed: float, recent: list,
-                    mode: str = PLAYBACK[0], request: gr.Request = None):
-        yield from generate(explorer, choice, name, n, temperature, seed, recent, mode, request)
+                    mode: str = PLAYBACK[0], guidance: float = CLASS_GUIDANCE, request: gr.Request = None):
+        yield from generate(explorer, choice, name, n, temperature, seed, recent, mode, guidance, request)
 
     generation = tab.generate.click(
         on_generate,
-        [model_choice, tab.class_name, tab.n_samples, tab.temperature, tab.seed, tab.history_state, tab.playback],
+        [model_choice, tab.class_name, tab.n_samples, tab.temperature, tab.seed, tab.history_state, tab.playback,
+         tab.guidance],
         [tab.samples, tab.progress, tab.history, tab.history_state], api_name="generate", concurrency_limit=2)
     def on_stopped(recent: list, request: gr.Request = None):
         return stopped(recent, request)

@@ -46,6 +46,13 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
     return n_samples, temperature, seed, run, stop
 
 
+def guidance_slider(default: float, likeness: str, elem_id: str) -> gr.Slider:
+    """The guidance w of classifier-free guidance, with what it trades in one line."""
+    return gr.Slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
+                     info=f"trades variety for likeness: higher looks more like {likeness} but the images vary "
+                          f"less; 1 samples the model as trained, 0 ignores {likeness}")
+
+
 def read_upload(path: str, config):
     """`load_upload` for a handler: (image (1, C, H, W), notices), or a gr.Error that says what is wrong."""
     try:

@@ -10,10 +10,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..conditioning import condition_class
-from ..faces import EMBEDDING_DIM, Face, default_embedder
+from ..faces import EMBEDDING_DIM, PORTRAIT_GUIDANCE, Face, default_embedder, portraits
 from ..images import UploadError, display_scale, image_grid, open_image
-from ..sampling import between, interpolate, stream
-from .common import MAX_SAMPLES, play, progress_text, render_frame, sampling_controls
+from ..sampling import between, interpolate
+from .common import MAX_SAMPLES, guidance_slider, play, progress_text, render_frame, sampling_controls
 from .models import Explorer
 
 PRIVACY = ("Photos are processed in memory for this request and not kept: nothing is written but the "
@@ -82,6 +82,15 @@ class FaceTab:
     crop: gr.Image
     portraits: gr.Image
     progress: gr.Markdown
+    guidance: gr.Slider
+
+
+def checked_guidance(guidance: float | None) -> float:
+    """The guidance slider's value, or a gr.Error."""
+    guidance = PORTRAIT_GUIDANCE if guidance is None else float(guidance)
+    if not 0 <= guidance <= 8:
+        raise gr.Error("guidance must lie between 0 and 8")
+    return guidance
 
 
 def face_layout(explorer: Explorer) -> FaceTab:
@@ -96,6 +105,7 @@ def face_layout(explorer: Explorer) -> FaceTab:
                                   "(people the model never saw)", allow_custom_value=True, elem_id="face-example")
             n_samples, temperature, seed, generate, stop = sampling_controls(
                 "Portraits", 8, "Draw portraits", "face-generate", "face-stop")
+            guidance = guidance_slider(PORTRAIT_GUIDANCE, "the person", "face-guidance")
         with gr.Column(scale=2):
             with gr.Row():
                 photo = gr.Image(label="The face found", type="pil", interactive=False, format="png", buttons=[])
@@ -104,22 +114,24 @@ def face_layout(explorer: Explorer) -> FaceTab:
             portraits = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
                                  elem_id="face-portraits", elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="face-progress")
-    return FaceTab(upload, example, n_samples, temperature, seed, generate, stop, photo, crop, portraits, progress)
+    return FaceTab(upload, example, n_samples, temperature, seed, generate, stop, photo, crop, portraits, progress,
+                   guidance)
 
 
 def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n: float, temperature: float,
-                   seed: float):
+                   seed: float, guidance: float = PORTRAIT_GUIDANCE):
     """Stream (photo with box, aligned crop, portraits grid, progress) for one face."""
     model = portrait_model(explorer)
     cfg = model.config
     n = int(n)
     if not 1 <= n <= MAX_SAMPLES:
         raise gr.Error(f"ask for 1 to {MAX_SAMPLES} portraits")
+    guidance = checked_guidance(guidance)
     face = read_face(explorer, path, example)
     columns = math.ceil(math.sqrt(n))
     scale = display_scale(cfg.width, columns)
-    events = stream(model, n, torch.from_numpy(face.embedding), seed=int(seed or 0),
-                    temperature=float(temperature or 0))
+    _, events = portraits(model, face.embedding, n, seed=int(seed or 0), temperature=float(temperature or 0),
+                          guidance=guidance)
     boxed, note = photo_with_box(face), face_note(face)
     for event in play(events, "row by row", cfg.height * cfg.width, n):
         grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=scale, outline=False)
@@ -128,10 +140,12 @@ def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n:
 
 
 def face_wire(tab: FaceTab, explorer: Explorer) -> None:
-    def on_generate(path: str | None, example: str | None, n: float, temperature: float, seed: float):
-        yield from draw_portraits(explorer, path, example, n, temperature, seed)
+    def on_generate(path: str | None, example: str | None, n: float, temperature: float, seed: float,
+                    guidance: float):
+        yield from draw_portraits(explorer, path, example, n, temperature, seed, guidance)
 
-    run = tab.generate.click(on_generate, [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed],
+    run = tab.generate.click(on_generate, [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed,
+                                           tab.guidance],
                              [tab.photo, tab.crop, tab.portraits, tab.progress], api_name="portraits",
                              concurrency_limit=2)
     tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
@@ -154,6 +168,7 @@ class InterpolationTab:
     progress: gr.Markdown
     alpha: gr.Slider
     single: gr.Image
+    guidance: gr.Slider
 
 
 def interpolation_layout(explorer: Explorer) -> InterpolationTab:
@@ -172,6 +187,7 @@ def interpolation_layout(explorer: Explorer) -> InterpolationTab:
         with gr.Column():
             steps = gr.Slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)")
             seed = gr.Number(value=0, precision=0, label="Seed")
+            guidance = guidance_slider(PORTRAIT_GUIDANCE, "the two people", "morph-guidance")
             with gr.Row():
                 generate = gr.Button("Morph", variant="primary", elem_id="morph")
                 stop = gr.Button("Stop", elem_id="morph-stop")
@@ -185,7 +201,7 @@ def interpolation_layout(explorer: Explorer) -> InterpolationTab:
         single = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=[],
                           elem_id="morph-single", elem_classes=["pixelated"])
     return InterpolationTab(upload_a, example_a, upload_b, example_b, steps, seed, generate, stop, faces, row,
-                            progress, alpha, single)
+                            progress, alpha, single, guidance)
 
 
 def two_faces(explorer: Explorer, a: tuple, b: tuple) -> tuple[Face, Face, Image.Image]:
@@ -198,16 +214,17 @@ def two_faces(explorer: Explorer, a: tuple, b: tuple) -> tuple[Face, Face, Image
 
 
 def morph(explorer: Explorer, path_a: str | None, example_a: str | None, path_b: str | None,
-          example_b: str | None, steps: float, seed: float):
+          example_b: str | None, steps: float, seed: float, guidance: float = PORTRAIT_GUIDANCE):
     """Stream (both faces, the interpolation row, progress)."""
     model = portrait_model(explorer)
     cfg = model.config
     steps = int(steps)
     if not 2 <= steps <= MAX_STEPS:
         raise gr.Error(f"choose 2 to {MAX_STEPS} steps")
+    guidance = checked_guidance(guidance)
     first, second, canvas = two_faces(explorer, (path_a, example_a), (path_b, example_b))
     events = interpolate(model, torch.from_numpy(first.embedding), torch.from_numpy(second.embedding), steps,
-                         seed=int(seed or 0))
+                         seed=int(seed or 0), guidance=guidance)
     scale = display_scale(cfg.width, steps, target=900)
     for event in play(events, "row by row", cfg.height * cfg.width, steps):
         grid = image_grid(event.images, nrow=steps, levels=cfg.levels, scale=scale)
@@ -216,12 +233,12 @@ def morph(explorer: Explorer, path_a: str | None, example_a: str | None, path_b:
 
 
 def at_alpha(explorer: Explorer, path_a: str | None, example_a: str | None, path_b: str | None,
-             example_b: str | None, alpha: float, seed: float) -> Image.Image:
+             example_b: str | None, alpha: float, seed: float, guidance: float = PORTRAIT_GUIDANCE) -> Image.Image:
     """The portrait at one point between the two faces, with the row's seed."""
     model = portrait_model(explorer)
     first, second = read_face(explorer, path_a, example_a), read_face(explorer, path_b, example_b)
     image = between(model, torch.from_numpy(first.embedding), torch.from_numpy(second.embedding),
-                    float(np.clip(alpha, 0, 1)), seed=int(seed or 0))
+                    float(np.clip(alpha, 0, 1)), seed=int(seed or 0), guidance=checked_guidance(guidance))
     return image_grid(image, nrow=1, levels=model.config.levels, padding=0,
                       scale=display_scale(model.config.width, target=256, padding=0))
 
@@ -229,16 +246,16 @@ def at_alpha(explorer: Explorer, path_a: str | None, example_a: str | None, path
 def interpolation_wire(tab: InterpolationTab, explorer: Explorer) -> None:
     faces_in = [tab.upload_a, tab.example_a, tab.upload_b, tab.example_b]
 
-    def on_morph(path_a, example_a, path_b, example_b, steps: float, seed: float):
-        yield from morph(explorer, path_a, example_a, path_b, example_b, steps, seed)
+    def on_morph(path_a, example_a, path_b, example_b, steps: float, seed: float, guidance: float):
+        yield from morph(explorer, path_a, example_a, path_b, example_b, steps, seed, guidance)
 
-    def on_alpha(path_a, example_a, path_b, example_b, alpha: float, seed: float):
-        return at_alpha(explorer, path_a, example_a, path_b, example_b, alpha, seed)
+    def on_alpha(path_a, example_a, path_b, example_b, alpha: float, seed: float, guidance: float):
+        return at_alpha(explorer, path_a, example_a, path_b, example_b, alpha, seed, guidance)
 
-    run = tab.generate.click(on_morph, [*faces_in, tab.steps, tab.seed], [tab.faces, tab.row, tab.progress],
-                             api_name="interpolate", concurrency_limit=2)
+    run = tab.generate.click(on_morph, [*faces_in, tab.steps, tab.seed, tab.guidance],
+                             [tab.faces, tab.row, tab.progress], api_name="interpolate", concurrency_limit=2)
     tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
-    tab.alpha.release(on_alpha, [*faces_in, tab.alpha, tab.seed], tab.single, api_name="between")
-    run.then(on_alpha, [*faces_in, tab.alpha, tab.seed], tab.single, api_visibility="private")
+    tab.alpha.release(on_alpha, [*faces_in, tab.alpha, tab.seed, tab.guidance], tab.single, api_name="between")
+    run.then(on_alpha, [*faces_in, tab.alpha, tab.seed, tab.guidance], tab.single, api_visibility="private")
     for upload, example in ((tab.upload_a, tab.example_a), (tab.upload_b, tab.example_b)):
         upload.upload(lambda: None, None, example, api_visibility="private")

@@ -1,0 +1,244 @@
+"""The paper's section 3.3 measured: do portraits look like the person they were drawn for?
+
+    python -m pixelcnn.experiments.portraits MODEL --data_dir DIR [--test_set celeba-faces32] [--twin TWIN]
+
+On held-out people (never seen in training) of a test set, with the real photos' embeddings as
+each person's centre:
+
+* likelihood: bits/dim given each photo's own embedding, another person's, the average person's
+  (the mean training embedding) and the null condition; per person, whether the own embedding
+  beats the average one;
+* identification, at each guidance w: `per_person` portraits drawn from one photo of each of
+  `PEOPLE` people, embedded by dlib and matched to the nearest centre (top-1, top-5), against
+  chance and against the real 32x32 photos;
+* morphs, at each w: rows from one person to the next at one seed; a row counts when its first
+  image is identified as its start person and its last as its end person; and the end-to-end pixel
+  change of the row against two independent seeds.
+
+The figures go to `metrics.json` under `portraits` (one entry per test set) and the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..faces import PORTRAIT_GUIDANCE, default_embedder
+from ..sampling import interpolate, sample
+from ..train import card_section
+
+PEOPLE = 30                 # people to tell apart (the celeba-portraits held-out split has 30)
+GUIDANCE_SWEEP = (1.0, 2.0, 3.0, 5.0)
+TEST_SETS = ("celeba-portraits", "celeba-faces32")
+
+
+def embed_images(images: torch.Tensor, embedder=None) -> np.ndarray:
+    """dlib embeddings (N, 128) of integer images (N, 3, H, W)."""
+    embedder = embedder or default_embedder()
+    return np.stack([embedder.embed_crop(np.ascontiguousarray(img.permute(1, 2, 0).numpy().astype(np.uint8)))[0]
+                     for img in images.cpu()])
+
+
+def ranks(embeddings: np.ndarray, centres: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Rank (0 = nearest) of each embedding's true centre among all centres: (N,)."""
+    distance = np.linalg.norm(embeddings[:, None] - centres[None], axis=-1)
+    return (distance < distance[np.arange(len(truth)), truth][:, None]).sum(1)
+
+
+def held_out_people(test, people: int = PEOPLE) -> tuple[list[int], list[int], np.ndarray, torch.Tensor]:
+    """(person ids, index of each one's first photo, centres (P, 128), index of every photo of them)."""
+    ids = sorted(set(test.labels.tolist()))[:people]
+    first = [int((test.labels == p).nonzero()[0, 0]) for p in ids]
+    centres = np.stack([test.vectors[test.labels == p].mean(0).numpy() for p in ids])
+    rows = torch.cat([(test.labels == p).nonzero()[:, 0] for p in ids])
+    return ids, first, centres, rows
+
+
+def _bits(model, images: torch.Tensor, cond: Any, batch_size: int = 100) -> np.ndarray:
+    """bits/dim of each image (N,) given its condition (N, F) or None."""
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(images), batch_size):
+            c = None if cond is None else cond[s:s + batch_size]
+            out.append(model.bits_per_dim(images[s:s + batch_size].long(), c).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def likelihoods(model, twin, test, rows: torch.Tensor, ids: list[int]) -> dict[str, Any]:
+    """bits/dim of the people's photos given own / another's / the average / the null condition."""
+    images, vectors, labels = test.images[rows], test.vectors[rows], test.labels[rows].numpy()
+    first = {p: int((labels == p).nonzero()[0][0]) for p in ids}
+    other = torch.tensor([first[ids[(ids.index(int(p)) + 1) % len(ids)]] for p in labels])
+    average = getattr(model.condition, "cond_mean", None)
+    average = (average if average is not None else test.vectors.mean(0)).float().expand(len(rows), -1)
+    own, mean = _bits(model, images, vectors), _bits(model, images, average)
+    gain = own - mean
+    return {"people": len(ids), "images": len(rows), "bpd_own": float(own.mean()),
+            "bpd_mismatched": float(_bits(model, images, vectors[other]).mean()),
+            "bpd_average": float(mean.mean()), "bpd_null": float(_bits(model, images, model.condition.null(len(rows))).mean()),
+            "identity_gain_standard_error": float(gain.std() / np.sqrt(len(gain))),
+            "photos_own_below_average": float((gain < 0).mean()),
+            "people_own_below_average": int(sum(gain[labels == p].mean() < 0 for p in ids)),
+            "bpd_unconditional": float(_bits(twin, images, None).mean()) if twin is not None else None}
+
+
+def identification(model, test, first: list[int], centres: np.ndarray, guidance: float, *, per_person: int,
+                   seed: int, embedder=None) -> tuple[dict[str, float], torch.Tensor]:
+    """Top-1 and top-5 identification of `per_person` portraits of each person at one guidance."""
+    cond = test.vectors[first].repeat_interleave(per_person, 0)
+    drawn = sample(model, len(cond), cond, seed=seed, guidance=guidance)
+    truth = np.repeat(np.arange(len(first)), per_person)
+    r = ranks(embed_images(drawn, embedder), centres, truth)
+    return {"top1": float((r == 0).mean()), "top5": float((r < 5).mean())}, drawn
+
+
+def morphs(model, test, first: list[int], centres: np.ndarray, guidance: float, *, steps: int = 8, seed: int,
+           embedder=None) -> dict[str, float]:
+    """Rows from person 2r to 2r + 1 at one seed: both ends identified, and the end-to-end change."""
+    ends, truth, shared, independent = [], [], [], []
+    for r in range(len(first) // 2):
+        a, b = test.vectors[first[2 * r]], test.vectors[first[2 * r + 1]]
+        *_, row = interpolate(model, a, b, steps, seed=seed + r, guidance=guidance)
+        ends += [row.images[0], row.images[-1]]
+        truth += [2 * r, 2 * r + 1]
+        loose = torch.cat([sample(model, 1, a, seed=seed + 1000 + r, guidance=guidance),
+                           sample(model, 1, b, seed=seed + 2000 + r, guidance=guidance)])
+        shared.append((row.images[-1].float() - row.images[0].float()).abs().mean().item())
+        independent.append((loose[1].float() - loose[0].float()).abs().mean().item())
+    found = ranks(embed_images(torch.stack(ends), embedder), centres, np.array(truth)) == 0
+    return {"morph_rows": len(first) // 2, "morph_ends_identified": float(found.reshape(-1, 2).all(1).mean()),
+            "morph_end_to_end_change": float(np.mean(shared)),
+            "independent_end_to_end_change": float(np.mean(independent))}
+
+
+def evaluate_portraits(model, test, *, twin=None, guidances=GUIDANCE_SWEEP, per_person: int = 8, seed: int = 0,
+                       embedder=None) -> tuple[dict[str, Any], dict[float, torch.Tensor]]:
+    """Every figure of the module docstring on one test set; also the portraits drawn at each w."""
+    ids, first, centres, rows = held_out_people(test)
+    result = likelihoods(model, twin, test, rows, ids)
+    real = rows[torch.cat([torch.arange(len(rows))[test.labels[rows] == p][:per_person] for p in ids])]
+    real_truth = np.array([ids.index(int(p)) for p in test.labels[real]])
+    real_ranks = ranks(embed_images(test.images[real], embedder), centres, real_truth)
+    result.update(identification_chance=1 / len(ids), identification_real_32px=float((real_ranks == 0).mean()),
+                  identification_real_32px_top5=float((real_ranks < 5).mean()), per_person=per_person, seed=seed)
+    result["guidance"], drawn = {}, {}
+    for w in guidances:
+        ident, drawn[w] = identification(model, test, first, centres, w, per_person=per_person, seed=seed,
+                                         embedder=embedder)
+        result["guidance"][f"{w:g}"] = {**ident, **morphs(model, test, first, centres, w, seed=seed,
+                                                          embedder=embedder)}
+    return result, drawn
+
+
+# ------------------------------------------------------------------------------------ figures
+def portrait_figures(model, test, drawn: torch.Tensor, per_person: int, folder: Path, guidance: float,
+                     people: int = 6, seed: int = 0) -> None:
+    """samples.png: for a few held-out people, the photo that conditions and its portraits; and
+    interpolation.png: rows between pairs of people at one seed (the paper's Figures 4 and 5)."""
+    from ..images import image_grid
+
+    _, first, _, _ = held_out_people(test)
+    rows = [torch.cat([test.images[first[k]][None].long(), drawn[k * per_person:(k + 1) * per_person].cpu()])
+            for k in range(people)]
+    image_grid(torch.cat(rows), nrow=per_person + 1, scale=3).save(folder / "samples.png")
+    lines = []
+    for r in range(4):
+        a, b = test.vectors[first[2 * r]], test.vectors[first[2 * r + 1]]
+        *_, row = interpolate(model, a, b, 8, seed=seed + r, guidance=guidance)
+        lines.append(row.images.cpu())
+    image_grid(torch.cat(lines), nrow=8, scale=3).save(folder / "interpolation.png")
+
+
+def held_out_examples(data_dir: str | Path, folder: Path, count: int = 8) -> None:
+    """One 64x64 photo of each of `count` held-out people of celeba-portraits, as the app's example faces."""
+    from PIL import Image
+
+    from ..data import load_dataset
+    from ..faces import PORTRAIT_FILE, split_people
+
+    raw = load_dataset(f"parquet:{(Path(data_dir) / PORTRAIT_FILE).resolve()}", "all")
+    _, held_out = split_people(raw.labels.numpy())
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, person in enumerate(sorted(held_out)[:count]):
+        index = int((raw.labels == person).nonzero()[0, 0])
+        Image.fromarray(raw.images[index].permute(1, 2, 0).numpy()).save(folder / f"person-{k + 1}.png")
+
+
+# ------------------------------------------------------------------------------------ the card
+@card_section("portraits")
+def portraits_card(entries: dict[str, Any]) -> str:
+    """The card's sections: one per test set measured."""
+    return "".join(test_set_card(p, name) for name, p in entries.items())
+
+
+def test_set_card(p: dict[str, Any], name: str) -> str:
+    """The model card's table for one test set's `portraits` entry."""
+    rows = "".join(
+        f"| {w} | {g['top1']:.1%} | {g['top5']:.1%} | {g['morph_ends_identified']:.0%} of {g['morph_rows']} | "
+        f"{g['morph_end_to_end_change']:.1f} / {g['independent_end_to_end_change']:.1f} |\n"
+        for w, g in p["guidance"].items())
+    unconditional = (f"| ... of an unconditional twin (same size and budget) | {p['bpd_unconditional']:.4f} |\n"
+                     if p.get("bpd_unconditional") is not None else "")
+    return f"""
+**{p['people']} held-out people of `{name}`** ({p['images']} photos never seen in training; measured with
+`python -m pixelcnn.experiments.portraits`):
+
+| measurement | value |
+|---|---|
+| test bits/dim given the person's own embedding | **{p['bpd_own']:.4f}** |
+| ... given another held-out person's embedding | {p['bpd_mismatched']:.4f} |
+| ... given the mean embedding (an average person; the own one is {p['bpd_average'] - p['bpd_own']:.4f} ± {p['identity_gain_standard_error']:.4f} lower, for {p['people_own_below_average']} of {p['people']} people) | {p['bpd_average']:.4f} |
+| ... given the null condition | {p['bpd_null']:.4f} |
+{unconditional}| real 32x32 photos identified as their person (top-1 / top-5 among {p['people']}) | {p['identification_real_32px']:.1%} / {p['identification_real_32px_top5']:.1%} (chance {p['identification_chance']:.1%}) |
+
+| guidance w | portraits identified, top-1 | top-5 | morph rows with both ends identified | morph end-to-end pixel change, one seed / independent seeds |
+|---|---|---|---|---|
+{rows}
+{p['per_person']} portraits of each person, seed {p['seed']}; morph rows of 8 images between pairs of people.
+"""
+
+
+# ------------------------------------------------------------------------------------ command line
+def main(argv: list[str] | None = None) -> int:
+    """Measure a portrait model on held-out people; write the figures to MODEL/metrics.json and its card."""
+    from .. import from_pretrained
+    from ..data import load_dataset
+    from ..hub import METRICS_NAME, read_metrics
+    from ..train import rewrite_card
+
+    parser = argparse.ArgumentParser(prog="python -m pixelcnn.experiments.portraits", description=main.__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--test_set", choices=TEST_SETS, default="celeba-portraits")
+    parser.add_argument("--twin", type=Path, help="an unconditional model of the same size and budget")
+    parser.add_argument("--guidance", type=float, nargs="+", default=list(GUIDANCE_SWEEP))
+    parser.add_argument("--per_person", type=int, default=8)
+    parser.add_argument("--figures", action="store_true", help="also redraw samples.png, interpolation.png, examples/")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = from_pretrained(args.model)
+    twin = from_pretrained(args.twin) if args.twin else None
+    test = load_dataset(args.test_set, "test", data_dir=args.data_dir)
+    result, drawn = evaluate_portraits(model, test, twin=twin, guidances=args.guidance, per_person=args.per_person)
+    metrics = read_metrics(args.model) or {}
+    rounded = json.loads(json.dumps(result), parse_float=lambda v: round(float(v), 4))
+    metrics.setdefault("portraits", {})[args.test_set] = rounded
+    (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
+    rewrite_card(args.model, model)
+    if args.figures:
+        w = PORTRAIT_GUIDANCE if PORTRAIT_GUIDANCE in drawn else args.guidance[-1]
+        held_out_examples(args.data_dir, args.model / "examples")
+        portrait_figures(model, test, drawn[w], args.per_person, args.model, w)
+    print(json.dumps(rounded, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
