@@ -326,13 +326,13 @@ def closest_to_own(decodings: Tensor, owners: Tensor, images: Tensor, *, candida
 
 @torch.no_grad()
 def content_kept(model: AutoEncoder, images: Tensor, *, samples: int = 4, candidates: int = 10, pool: int = 4,
-                 seed: int = 0, temperature: float = 1.0) -> dict[str, float]:
+                 seed: int = 0, temperature: float = 1.0, guidance: float = 1.0) -> dict[str, float]:
     """How much of each integer test image (N, C, H, W) its decodings keep, judged on the coarse layout.
 
     `recognised`: the share of decodings closer to their own image than to any of the next
     `candidates - 1` (see `closest_to_own`; chance is 1 / candidates). `coarse_mse`: their layout's
     mean squared error against their own image. A PixelCNN auto-encoder draws `samples` decodings
-    of each code (seed, temperature); an MSE auto-encoder has its one reconstruction.
+    of each code (seed, temperature, guidance); an MSE auto-encoder has its one reconstruction.
     """
     model.eval()
     levels = model.config.levels
@@ -343,7 +343,7 @@ def content_kept(model: AutoEncoder, images: Tensor, *, samples: int = 4, candid
         owners = torch.arange(len(images)).repeat_interleave(samples)
         codes = torch.cat([encode(model, chunk) for chunk in images.split(100)])
         decodings = sample(model.decoder, len(owners), codes[owners.to(codes.device)], seed=seed,
-                           temperature=temperature).cpu()
+                           temperature=temperature, guidance=guidance).cpu()
     own = closest_to_own(decodings, owners, images, candidates=candidates, pool=pool, levels=levels)
     error = (coarse_layout(decodings, levels, pool) - coarse_layout(images.cpu()[owners], levels, pool)).pow(2)
     return {"recognised": own.float().mean().item(), "coarse_mse": error.mean().item()}
@@ -403,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=2000, help="test images measured (0: all)")
     parser.add_argument("--content_images", type=int, default=100,
                         help="test images whose decodings are compared with them (`content_kept`; 0: skip)")
+    parser.add_argument("--guidance", type=float, nargs="*", default=[2.0, 3.0],
+                        help="guidance values at which content_kept is measured too (w = 1 always)")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
@@ -422,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.content_images:
             result.update(content_images=len(content), content_samples=4, content_candidates=rivals,
                           **{f"content_{k}": v for k, v in content_kept(model, content, candidates=rivals).items()})
+            result["content_guidance"] = {f"{w:g}": content_kept(model, content, candidates=rivals, guidance=w)
+                                          for w in sorted(set(args.guidance) | {RECONSTRUCTION_GUIDANCE})}
         if mse is not None:
             result.update({f"mse_{k}": v for k, v in evaluate_autoencoder(mse, images).items()})
             if args.content_images:
@@ -429,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                                for k, v in content_kept(mse, content, candidates=rivals).items()})
             result["mse_model"] = str(mse_path)
         metrics = read_metrics(path) or {}
-        metrics["autoencoder"] = {k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()}
+        metrics["autoencoder"] = json.loads(json.dumps(result), parse_float=lambda v: round(float(v), 5))
         (path / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
         (path / "README.md").write_text(model_card(metrics, model, f"PixelCNN auto-encoder, m = {m}, on {args.data}"))
         export_examples(test, path / "examples")

@@ -156,7 +156,10 @@ def test_the_measurement_cli_writes_figures_card_and_figure6(tmp_path):
     assert all(measured[k] > 0 for k in ("bpd_own", "bpd_shuffled", "reference_bpd", "mse_mse", "mse_psnr"))
     assert measured["content_images"] == 6 and measured["content_candidates"] == 6
     assert 0 <= measured["content_recognised"] <= 1 and 0 <= measured["mse_content_recognised"] <= 1
+    assert set(measured["content_guidance"]) == {"1", "2", "3"}
+    assert measured["content_guidance"]["1"]["recognised"] == measured["content_recognised"]
     card = (tmp_path / "ae" / "README.md").read_text()
     assert "PixelCNN auto-encoder" in card and f"{measured['bpd_own']:.4f}" in card and "figure6.png" in card
+    assert f"guidance w = 3 against the decoder's average code | {measured['content_guidance']['3']['recognised']:.0%}" in card
     assert f"| **{measured['content_recognised']:.0%}** |" in card and "coarse layout" in card
     assert (tmp_path / "ae" / "figure6.png").stat().st_size > 0 and len(list((tmp_path / "ae" / "examples").glob("*.png"))) == 2

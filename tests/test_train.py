@@ -250,8 +250,12 @@ def test_a_sketch_decoder_starts_from_an_mse_autoencoder(stripes, tmp_path):
     assert run_train(train_args(stripes, mse, *code, "--decoder", "mse", "--conditioning", "vector",
                                 "--steps", "3")).returncode == 0
     result = run_train(train_args(stripes, out, *code, "--conditioning", "sketch", "--spatial_channels", "4",
-                                  "--code_from", str(mse / "model"), "--freeze_code", "--steps", "3", "--lr", "1e-2"))
+                                  "--code_from", str(mse / "model"), "--freeze_code", "--steps", "3", "--lr", "1e-2",
+                                  "--cond_dropout", "0.5"))
     assert result.returncode == 0, result.stderr[-3000:]
+    # condition dropout reaches an auto-encoder's code; its learned null learns while the code stays frozen
+    assert "learns from the dropped ones" in result.stdout
+    assert "condition dropout 0.5" in (out / "model" / "README.md").read_text()
     assert "m(h), the sketch, copied from" in result.stdout + result.stderr and "frozen: " in result.stdout
     model, baseline = pixelcnn.from_pretrained(out / "model"), pixelcnn.from_pretrained(mse / "model")
     x = load_dataset(f"folder:{stripes}", "test").images[:3]
@@ -263,6 +267,9 @@ def test_a_sketch_decoder_starts_from_an_mse_autoencoder(stripes, tmp_path):
     moved = [name for name, p in model.decoder.named_parameters() if not name.startswith("condition.")
              and not torch.equal(p, pixelcnn.build_model(model.config).state_dict()[name])]
     assert moved, "the PixelCNN itself must learn"
+    assert model.decoder.config.learned_null
+    start = read_metrics(mse / "model") and baseline.encode(load_dataset(f"folder:{stripes}", "train").images).mean(0)
+    assert not torch.allclose(model.decoder.condition.null_h, start), "the learned null did not learn"
     assert "trained on mean squared error and then frozen" in (out / "model" / "README.md").read_text()
 
     from pixelcnn.train import TrainingError, load_code_weights
@@ -340,3 +347,19 @@ def test_a_time_budget_ends_the_run_in_time_with_its_schedule_finished(stripes, 
     assert rows[-1]["step"] == last["steps"]
     assert rows[-1]["lr"] < 0.2 * max(r["lr"] for r in rows), rows[-1]
     assert "time budget 0.4 min" in (out / "model" / "README.md").read_text()
+
+
+def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
+    """The one command prepared for a CUDA machine (README): here with a 0.6-minute budget on the CPU."""
+    data = ROOT.parent / "shared" / "data"
+    if not (data / "celeba_faces32_large").is_dir():
+        pytest.skip("needs ../shared/data/celeba_faces32_large")
+    out = tmp_path / "faces-gpu"
+    result = run_train(["--preset", "faces-gpu", "--data_dir", str(data), "--out_dir", str(out), "--time_budget", "0.6",
+                        "--batch_size", "8", "--eval_images", "16", "--final_eval_images", "32", "--threads", "1",
+                        "--no-progress"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    assert model.config.learned_null and model.config.conditioning == "spatial"
+    card = (out / "model" / "README.md").read_text()
+    assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.6 min" in card

@@ -90,12 +90,15 @@ def test_the_recognition_command_records_the_share_and_rewrites_the_card(tmp_pat
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "README.md").write_text(model_card(metrics, model, "digits on mnist"))
 
-    assert main([str(folder), "--per_class", "2", "--seed", "3"]) == 0
+    assert main([str(folder), "--per_class", "2", "--seed", "3", "--guidance", "2.5"]) == 0
     recorded = read_metrics(folder)["recognised"]
     rate, _, _ = recognition_rate(model, classifier, per_class=2, seed=3)
+    guided, _, _ = recognition_rate(model, classifier, per_class=2, seed=3, guidance=2.5)
     assert recorded["rate"] == rate and recorded["samples"] == 20 and recorded["seed"] == 3
+    assert recorded["guidance"] == {"1": rate, "2.5": guided}
     card = (folder / "README.md").read_text()
     assert "# digits on mnist" in card and f"{rate:.1%} of 20 class-conditional samples" in card
+    assert f"| 2.5 | {guided:.1%} |" in card
     assert "python -m pixelcnn.train --preset tiny" in card
 
 
@@ -109,6 +112,10 @@ def test_the_recorded_share_of_recognised_digits_matches_a_fresh_draw():
     rate, _, classes = recognition_rate(model, classifier, per_class=recorded["samples"] // 10,
                                         seed=recorded["seed"], temperature=recorded["temperature"])
     assert rate == recorded["rate"] and len(classes) == recorded["samples"]
+    w = recorded["default_guidance"]
+    guided, _, _ = recognition_rate(model, classifier, per_class=recorded["samples"] // 10, seed=recorded["seed"],
+                                    temperature=recorded["temperature"], guidance=w)
+    assert guided == recorded["guidance"][f"{w:g}"] >= 0.95  # the target at the app's default
     if (SHARED / "mnist").is_dir():
         test = load_dataset("mnist", "test", data_dir=SHARED)
         assert abs(accuracy(classifier, test.images, test.labels) - recorded["classifier_test_accuracy"]) < 1e-9
