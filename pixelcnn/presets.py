@@ -20,10 +20,12 @@ MODEL_PRESETS: dict[str, PixelCNNConfig] = {
                                     kernel_size=3, first_kernel_size=7, head_channels=192,
                                     conditioning="class", num_classes=10),
     # 32x32 RGB portraits conditioned on a 128-number face embedding (pixelcnn.faces), standardised and
-    # mapped to a 32x32 map (eq. 5): it beat plain vector conditioning (see the weights' model card)
+    # mapped to a 32x32 map (eq. 5): it beat plain vector conditioning (see the weights' model card);
+    # trained with condition dropout, so its null condition, which guidance uses, is learnt
     "faces-portrait": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=48, n_layers=8,
                                      kernel_size=3, first_kernel_size=7, head_channels=192,
-                                     conditioning="spatial", cond_dim=128, standardise_cond=True),
+                                     conditioning="spatial", cond_dim=128, standardise_cond=True,
+                                     learned_null=True),
 }
 
 

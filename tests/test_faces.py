@@ -142,3 +142,12 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
     assert 0 <= result["people_own_below_average"] <= 4
     card = portraits_card({"celeba-faces32": result})
     assert "| 3 | " in card and "held-out people of `celeba-faces32`" in card and "null condition" in card
+
+
+def test_an_older_flat_portraits_entry_is_replaced_not_mixed_in():
+    from pixelcnn.experiments.portraits import measured_sets, portraits_card
+
+    old = {"people": 30, "identification_top1": 0.06}
+    new = {"celeba-faces32": {"guidance": {}, "people": 3}}
+    assert measured_sets({**old, **new}) == new and measured_sets(3) == {}
+    assert portraits_card(old) == ""

@@ -218,6 +218,19 @@ def test_the_faces_preset_standardises_its_embedding_but_not_its_unconditional_t
     assert not parse_args(["--preset", "cifar10-class"])[1].standardise_cond
 
 
+def test_condition_dropout_decides_whether_the_null_is_learned():
+    from pixelcnn.train import parse_args
+
+    train, model = parse_args(["--preset", "faces-portrait"])
+    assert train.cond_dropout == 0.15 and model.learned_null and model == pixelcnn.presets.MODEL_PRESETS["faces-portrait"]
+    assert not parse_args(["--preset", "faces-portrait", "--cond_dropout", "0"])[1].learned_null
+    twin_train, twin = parse_args(["--preset", "faces-portrait", "--conditioning", "none"])
+    assert twin_train.cond_dropout == 0 and not twin.learned_null  # nothing to drop
+    assert parse_args(["--preset", "mnist-class", "--cond_dropout", "0.1"])[1].learned_null
+    with pytest.raises(ValueError, match="cond_dropout"):
+        parse_args(["--preset", "mnist-class", "--cond_dropout", "1"])
+
+
 def test_the_original_pixelcnn_trains_through_the_cli(stripes, tmp_path):
     out = tmp_path / "original"
     result = run_train(train_args(stripes, out, "--architecture", "original", "--steps", "30", "--lr", "1e-2",

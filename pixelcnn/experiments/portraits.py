@@ -173,7 +173,14 @@ def held_out_examples(data_dir: str | Path, folder: Path, count: int = 8) -> Non
 @card_section("portraits")
 def portraits_card(entries: dict[str, Any]) -> str:
     """The card's sections: one per test set measured."""
-    return "".join(test_set_card(p, name) for name, p in entries.items())
+    return "".join(test_set_card(p, name) for name, p in measured_sets(entries).items())
+
+
+def measured_sets(entries: Any) -> dict[str, dict[str, Any]]:
+    """The entries of `portraits` in this module's form, one per test set (an older, flat entry is dropped)."""
+    if not isinstance(entries, dict):
+        return {}
+    return {name: p for name, p in entries.items() if isinstance(p, dict) and "guidance" in p}
 
 
 def test_set_card(p: dict[str, Any], name: str) -> str:
@@ -200,6 +207,7 @@ def test_set_card(p: dict[str, Any], name: str) -> str:
 |---|---|---|---|---|
 {rows}
 {p['per_person']} portraits of each person, seed {p['seed']}; morph rows of 8 images between pairs of people.
+
 """
 
 
@@ -229,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     result, drawn = evaluate_portraits(model, test, twin=twin, guidances=args.guidance, per_person=args.per_person)
     metrics = read_metrics(args.model) or {}
     rounded = json.loads(json.dumps(result), parse_float=lambda v: round(float(v), 4))
-    metrics.setdefault("portraits", {})[args.test_set] = rounded
+    entries = measured_sets(metrics.get("portraits"))
+    earlier = entries.get(args.test_set, {}).get("guidance", {})  # other guidance values measured before stay
+    rounded["guidance"] = dict(sorted({**earlier, **rounded["guidance"]}.items(), key=lambda item: float(item[0])))
+    metrics["portraits"] = {**entries, args.test_set: rounded}
     (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
     rewrite_card(args.model, model)
     if args.figures:

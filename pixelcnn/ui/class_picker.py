@@ -47,8 +47,9 @@ def layout(explorer: Explorer) -> ClassPickerTab:
                                      allow_custom_value=True)
             n_samples = gr.Slider(1, MAX_SAMPLES, value=8, step=1, label="Samples")
             temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
-                                    info="below 1: safer, plainer images. 0 is greedy decoding: always the most "
-                                         "likely value, which gives flat, identical images")
+                                    info="below 1 the likeliest value wins at every pixel, and in a pixel model "
+                                         "that drifts to the background (digits fade to blank squares); for "
+                                         "likeness to the class, raise guidance instead. 0 is greedy decoding")
             guidance = guidance_slider(CLASS_GUIDANCE, "the class", "class-guidance")
             seed = gr.Number(value=0, precision=0, label="Seed", info="the seed alone fixes the pixels")
             playback = gr.Radio(PLAYBACK, value=PLAYBACK[0], label="Playback", elem_id="playback",
