@@ -234,7 +234,7 @@ AutoEncoder = PixelCNNAutoEncoder | MSEAutoEncoder
 
 # the default guidance of `reconstructions` (and the app's Auto-encoder tab), chosen by measurement:
 # content_kept against w on the shipped decoders (their model cards)
-RECONSTRUCTION_GUIDANCE = 1.0
+RECONSTRUCTION_GUIDANCE = 1.5
 
 def _as_batch(images: Tensor) -> Tensor:
     """One image (C, H, W) or a batch (B, C, H, W) -> a batch."""

@@ -96,7 +96,9 @@ class DlibFaceEmbedder:
         Raises `NoFaceError` when no face is found at any of the four orientations.
         """
         rgb_photo = photo.convert("RGB")
-        notices = [] if photo.mode in ("RGB", "RGBA") else [f"{photo.mode} photo used as RGB"]
+        notices = [] if photo.mode in ("RGB", "RGBA") else [
+            "a greyscale photo: its grey is used for all three colours" if photo.mode in ("L", "LA", "1", "I", "F")
+            else f"a {photo.mode} photo, converted to RGB"]
         for turn in (0, 90, 270, 180):
             turned = rgb_photo.rotate(turn, expand=True) if turn else rgb_photo
             factor = min(1.0, DETECT_MAX_SIDE / max(turned.size))

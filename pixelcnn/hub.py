@@ -279,7 +279,8 @@ class LocalModel:
         bpd = f"{self.test_bpd:.3f} bits/dim" if self.test_bpd is not None else "bits/dim not measured"
         if not hasattr(cfg, "height"):
             return f"{self.name} ({self.architecture}, {bpd})"
-        return f"{self.name} ({cfg.height}x{cfg.width}x{cfg.image_channels}, {cfg.n_layers} layers, {bpd})"
+        layers = f"{cfg.n_layers} layer{'s' if cfg.n_layers != 1 else ''}"
+        return f"{self.name} ({cfg.height}x{cfg.width}x{cfg.image_channels}, {layers}, {bpd})"
 
 
 def local_models(folder: str | Path) -> list[LocalModel]:

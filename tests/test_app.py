@@ -475,3 +475,68 @@ def test_autoencoder_through_the_api(client, weights, tmp_path):
     assert "centre-cropped and resized" in wide[3] and "done" in wide[3]
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict(None, "noise", "m = 99", 2, 1.0, 0, api_name="/autoencode")
+
+
+# ------------------------------------------------------------------------------------ the shipped weights
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    """app.py on the shipped weights/, as a user launches it."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
+    log_path = tmp_path_factory.mktemp("shipped-app") / "app.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if urllib.request.urlopen(url, timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            proc.kill()
+            pytest.fail(f"the app did not start: {log_path.read_text(errors='replace')[-3000:]}")
+        yield url
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_browser_shipped_portraits_and_morph_follow_the_person(shipped_server, browser):
+    """The face tabs on the shipped model, at their default guidance: screenshots to look at, the
+    measured likeness stated, and a morph whose two ends differ (the old model drew six equal faces)."""
+    from pixelcnn.faces import PORTRAIT_GUIDANCE
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(shipped_server)
+    page.wait_for_selector("#generate", timeout=60_000)
+    page.get_by_role("tab", name="Portraits from a photo").click()
+    assert page.locator("#face-guidance input[type=number]").input_value() == f"{PORTRAIT_GUIDANCE:g}"
+    assert "recognised as their person" in page.inner_text("#face-intro")
+    for person in ("person-1", "person-2"):
+        page.locator("#face-example input").click()
+        page.get_by_role("option", name=person).click()
+        page.click("#face-generate")
+        page.wait_for_function("document.querySelector('#face-progress').innerText.includes('done')",
+                               timeout=120_000)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / f"shipped-portraits-{person}.png"), full_page=True)
+
+    page.get_by_role("tab", name="Morph two faces").click()
+    page.click("#morph")
+    page.wait_for_function("document.querySelector('#morph-progress').innerText.includes('done')",
+                           timeout=120_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "shipped-morph.png"), full_page=True)
+    row = page.evaluate("document.querySelector('#morph-row img').src")
+    with urllib.request.urlopen(row) as response:
+        grid = np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB")).astype(float)
+    width = grid.shape[1] // 6  # six portraits in a row, the first and the last compared
+    ends = np.abs(grid[:, :width] - grid[:, -width:]).mean()
+    assert ends > 15, f"the morph's two ends differ by only {ends:.1f} pixel levels: the model ignores the person"
+    page.close()
