@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             result.update(content_images=len(content), content_samples=4, content_candidates=rivals,
                           **{f"content_{k}": v for k, v in content_kept(model, content, candidates=rivals).items()})
             result["content_guidance"] = {f"{w:g}": content_kept(model, content, candidates=rivals, guidance=w)
-                                          for w in sorted(set(args.guidance) | {RECONSTRUCTION_GUIDANCE})}
+                                          for w in sorted(set(args.guidance) | {1.0, RECONSTRUCTION_GUIDANCE})}
         if mse is not None:
             result.update({f"mse_{k}": v for k, v in evaluate_autoencoder(mse, images).items()})
             if args.content_images:

@@ -803,8 +803,9 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.step, self.epoch, self.position = checkpoint["step"], checkpoint["epoch"], checkpoint["position"]
         self.elapsed_before = checkpoint["elapsed"]
-        self.budget.total_steps = checkpoint.get("total_steps", self.cfg.steps)
-        self.budget.planned = checkpoint.get("budget_planned", False)
+        if self.cfg.time_budget > 0 and checkpoint.get("budget_planned"):  # keep the plan, and so the schedule
+            self.budget.total_steps = min(checkpoint["total_steps"], self.cfg.steps)
+            self.budget.planned = True
         self.cpu_before = checkpoint.get("cpu_time", 0.0)
         rng = checkpoint["rng"]
         torch.set_rng_state(rng["torch"])

@@ -46,8 +46,13 @@ def test_decodings_stream_and_are_deterministic_for_a_seed():
     assert len(events) > 3 and events[-1].finished and not events[0].finished
     again = list(reconstructions(model, image, 3, seed=5))[-1].images
     assert torch.equal(events[-1].images, again)
-    # exactly the decoder sampled given the image's code; another seed draws other images
-    assert torch.equal(again, sample(model.decoder, 3, pixelcnn.encode(model, image)[0], seed=5))
+    # exactly the decoder sampled given the image's code, at the default guidance; another seed draws other images
+    from pixelcnn.autoencoder import RECONSTRUCTION_GUIDANCE
+
+    code = pixelcnn.encode(model, image)[0]
+    assert torch.equal(again, sample(model.decoder, 3, code, seed=5, guidance=RECONSTRUCTION_GUIDANCE))
+    plain = list(reconstructions(model, image, 3, seed=5, guidance=1))[-1].images
+    assert torch.equal(plain, sample(model.decoder, 3, code, seed=5))
     assert not torch.equal(again, list(reconstructions(model, image, 3, seed=6))[-1].images)
     with pytest.raises(TypeError, match="mse_reconstruction"):
         reconstructions(toy_mse_autoencoder(), image, 2)
@@ -156,7 +161,7 @@ def test_the_measurement_cli_writes_figures_card_and_figure6(tmp_path):
     assert all(measured[k] > 0 for k in ("bpd_own", "bpd_shuffled", "reference_bpd", "mse_mse", "mse_psnr"))
     assert measured["content_images"] == 6 and measured["content_candidates"] == 6
     assert 0 <= measured["content_recognised"] <= 1 and 0 <= measured["mse_content_recognised"] <= 1
-    assert set(measured["content_guidance"]) == {"1", "2", "3"}
+    assert set(measured["content_guidance"]) == {"1", "1.5", "2", "3"}  # 1.5: the default
     assert measured["content_guidance"]["1"]["recognised"] == measured["content_recognised"]
     card = (tmp_path / "ae" / "README.md").read_text()
     assert "PixelCNN auto-encoder" in card and f"{measured['bpd_own']:.4f}" in card and "figure6.png" in card
