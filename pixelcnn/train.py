@@ -530,8 +530,9 @@ def null_row(model: nn.Module) -> str:
     part = conditioned_part(model)
     if part is None or part.condition.width == 0:
         return ""
-    how = ("learnt by condition dropout" if part.config.learned_null
-           else "the average condition of the training data")
+    how = ("learnt by condition dropout" if part.config.learned_null else
+           "not learnt: the average condition (for a class model, the mix of its classes; else the mean "
+           "embedding or code of the training data)")
     return f"\n| null condition (for guidance) | {how} |"
 
 
@@ -644,7 +645,8 @@ def card_extras(metrics: dict[str, Any]) -> str:
         if "guidance" in r:
             rows = "".join(f"| {w}{' (the app default)' if float(w) == r.get('default_guidance') else ''} | "
                            f"{rate:.1%} |\n" for w, rate in r["guidance"].items())
-            parts.append(f"\nWith classifier-free guidance (the same {r['samples']} classes and seed):\n\n"
+            parts.append(f"\nWith classifier-free guidance against the null condition (the same {r['samples']:,} "
+                         f"draws: classes, seed and temperature):\n\n"
                          f"| guidance w | samples recognised |\n|---|---|\n{rows}")
     for key, render in CARD_SECTIONS.items():
         if key in metrics:
