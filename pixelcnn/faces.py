@@ -136,7 +136,7 @@ class DlibFaceEmbedder:
 PORTRAIT_FILE = "celeba_faces64/data/all-00000-of-00001.parquet"
 PORTRAIT_SIZE = 32          # the paper's portraits are 32x32
 HELD_OUT_PEOPLE = 30        # people never seen in training, for evaluation
-PORTRAIT_GUIDANCE = 3.0     # the default guidance of portraits and morphs, chosen by measurement (model card)
+PORTRAIT_GUIDANCE = 5.0     # the default guidance of portraits and morphs, chosen by measurement (model card)
 MIN_PHOTOS_HELD_OUT = 10    # held-out people have enough photos to test identity
 
 
