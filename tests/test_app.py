@@ -531,6 +531,7 @@ def test_browser_shipped_portraits_and_morph_follow_the_person(shipped_server, b
     page.click("#morph")
     page.wait_for_function("document.querySelector('#morph-progress').innerText.includes('done')",
                            timeout=120_000)
+    page.wait_for_selector("#morph-single img", timeout=60_000)  # the portrait at alpha follows the row
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "shipped-morph.png"), full_page=True)
     row = page.evaluate("document.querySelector('#morph-row img').src")

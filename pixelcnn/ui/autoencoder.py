@@ -10,7 +10,7 @@ import gradio as gr
 from ..autoencoder import (RECONSTRUCTION_GUIDANCE, MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction,
                            reconstructions)
 from ..images import display_scale, image_grid
-from .common import MAX_SAMPLES, guidance_slider, play, progress_text, read_upload, render_frame, sampling_controls
+from .common import MAX_SAMPLES, play, progress_text, read_upload, render_frame, sampling_controls
 from .models import Explorer
 
 EXPLANATION = ("The MSE decoder must give one answer, so it returns the average of every image the code allows: "
@@ -83,9 +83,9 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
             labels = [code_label(m) for m in models]
             code = gr.Radio(labels, value=labels[0] if labels else None, label="Code length",
                             info="numbers the encoder keeps of the image's 3,072", elem_id="ae-code")
-            n_samples, temperature, seed, decode, stop = sampling_controls(
-                "PixelCNN decodings", 4, "Encode and decode", "ae-decode", "ae-stop")
-            guidance = guidance_slider(RECONSTRUCTION_GUIDANCE, "the code", "ae-guidance")
+            n_samples, temperature, guidance, seed, decode, stop = sampling_controls(
+                "PixelCNN decodings", 4, "Encode and decode", "ae-decode", "ae-stop",
+                (RECONSTRUCTION_GUIDANCE, "the code", "ae-guidance"))
         with gr.Column(scale=2):
             with gr.Row():
                 original = gr.Image(label="The image as the model sees it", type="pil", interactive=False,

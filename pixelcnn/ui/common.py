@@ -34,16 +34,19 @@ def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
                       elem_id=elem_id, allow_preview=True, elem_classes=["pixelated"], format="png")
 
 
-def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str) -> tuple:
-    """(count slider, temperature, seed, action button, Stop button) of a tab that streams samples."""
+def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str,
+                      guidance: tuple[float, str, str]) -> tuple:
+    """(count slider, temperature, guidance, seed, action button, Stop button) of a tab that streams
+    samples; `guidance` is (default, what it makes the images look like, elem_id)."""
     n_samples = gr.Slider(1, MAX_SAMPLES, value=n, step=1, label=what)
     temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
                             info="0 is greedy decoding: flat, identical images")
+    guidance_control = guidance_slider(*guidance)
     seed = gr.Number(value=0, precision=0, label="Seed")
     with gr.Row():
         run = gr.Button(action, variant="primary", elem_id=elem_id)
         stop = gr.Button("Stop", elem_id=stop_id)
-    return n_samples, temperature, seed, run, stop
+    return n_samples, temperature, guidance_control, seed, run, stop
 
 
 def guidance_slider(default: float, likeness: str, elem_id: str) -> gr.Slider:

@@ -119,9 +119,9 @@ def face_layout(explorer: Explorer) -> FaceTab:
             upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="face-upload")
             example = gr.Dropdown(list(face_examples(explorer)), value=None, label="…or an example face "
                                   "(people the model never saw)", allow_custom_value=True, elem_id="face-example")
-            n_samples, temperature, seed, generate, stop = sampling_controls(
-                "Portraits", 8, "Draw portraits", "face-generate", "face-stop")
-            guidance = guidance_slider(PORTRAIT_GUIDANCE, "the person", "face-guidance")
+            n_samples, temperature, guidance, seed, generate, stop = sampling_controls(
+                "Portraits", 8, "Draw portraits", "face-generate", "face-stop",
+                (PORTRAIT_GUIDANCE, "the person", "face-guidance"))
         with gr.Column(scale=2):
             with gr.Row():
                 photo = gr.Image(label="The face found", type="pil", interactive=False, format="png", buttons=[])
