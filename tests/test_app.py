@@ -522,6 +522,9 @@ def test_browser_shipped_portraits_and_morph_follow_the_person(shipped_server, b
         page.locator("#face-example input").click()
         page.get_by_role("option", name=person).click()
         page.click("#face-generate")
+        # the previous person's "done" first gives way to this render's progress
+        page.wait_for_function("!document.querySelector('#face-progress').innerText.includes('done')",
+                               timeout=60_000)
         page.wait_for_function("document.querySelector('#face-progress').innerText.includes('done')",
                                timeout=120_000)
         page.wait_for_timeout(300)
