@@ -98,14 +98,13 @@ def needs_faces():
         pytest.skip("needs ../shared/data/celeba_faces64 for example faces")
 
 
-@pytest.fixture(scope="module")
-def server(weights, tmp_path_factory):
+def running_app(extra_args: list[str], log_path: Path):
+    """Start app.py with extra_args, yield its URL once it answers, and stop it afterwards."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
     # the app's log goes to a file: a pipe that nobody reads fills up and blocks the server mid-request
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
     log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--weights", str(weights), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *extra_args, "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
@@ -127,6 +126,11 @@ def server(weights, tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(weights, tmp_path_factory):
+    yield from running_app(["--weights", str(weights)], tmp_path_factory.mktemp("app") / "app.log")
 
 
 @pytest.fixture(scope="module")
@@ -481,29 +485,7 @@ def test_autoencoder_through_the_api(client, weights, tmp_path):
 @pytest.fixture(scope="module")
 def shipped_server(tmp_path_factory):
     """app.py on the shipped weights/, as a user launches it."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
-    log_path = tmp_path_factory.mktemp("shipped-app") / "app.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.time() + 180
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if urllib.request.urlopen(url, timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            proc.kill()
-            pytest.fail(f"the app did not start: {log_path.read_text(errors='replace')[-3000:]}")
-        yield url
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    yield from running_app([], tmp_path_factory.mktemp("shipped-app") / "app.log")
 
 
 def test_browser_shipped_portraits_and_morph_follow_the_person(shipped_server, browser):
