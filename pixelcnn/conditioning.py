@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .codecs import DeconvDecoder, EncoderConfig
+
 if TYPE_CHECKING:
     from .config import PixelCNNConfig
 
@@ -323,8 +325,6 @@ class SketchNet(nn.Module):
 
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__()
-        from .autoencoder import DeconvDecoder, EncoderConfig  # late: the auto-encoder builds on this module
-
         self.decoder = DeconvDecoder(EncoderConfig(
             image_channels=config.image_channels, image_size=config.image_size, levels=config.levels,
             code_dim=config.cond_dim, channels=config.spatial_channels))

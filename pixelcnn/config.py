@@ -5,39 +5,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor
 
 from .conditioning import CONDITIONS, condition_class
+from .shapes import ImageShape
 
-
-class ImageShape:
-    """`height` and `width` of a config whose `image_size` is an int or an (H, W) pair, and the
-    check of an image batch against `image_channels`, the size and `levels`."""
-
-    image_size: int | tuple[int, int]
-    image_channels: int
-    levels: int
-
-    @property
-    def height(self) -> int:
-        return self.image_size if isinstance(self.image_size, int) else self.image_size[0]
-
-    @property
-    def width(self) -> int:
-        return self.image_size if isinstance(self.image_size, int) else self.image_size[1]
-
-    def check_images(self, x: Tensor) -> None:
-        """Raise `ValueError` unless x is an integer image batch (B, C, H, W) in [0, levels)."""
-        expected = (self.image_channels, self.height, self.width)
-        if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"expected images of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), got {shape}")
-        if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
-            raise ValueError(f"expected integer images with values in [0, {self.levels}), got dtype {x.dtype}; "
-                             f"quantise floats first, e.g. (x * {self.levels - 1}).round().long()")
-        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
-            raise ValueError(f"image values must lie in [0, {self.levels}), got {int(x.min())}..{int(x.max())}")
+# config.architecture -> model class: filled as the model classes are defined (`model._PixelCNNBase`),
+# read by `build_model` and config validation
+ARCHITECTURES: dict[str, type] = {}
 
 
 @dataclass(frozen=True)
@@ -142,7 +116,6 @@ class PixelCNNConfig(ImageShape):
             need(isinstance(width, int) and width >= self.image_channels,
                  f"{name} must be at least image_channels={self.image_channels} (one group per colour), "
                  f"got {width!r}")
-        from .model import ARCHITECTURES  # the one table of model classes (imported late: it imports this)
         need(self.architecture in ARCHITECTURES,
              f"architecture must be one of {tuple(ARCHITECTURES)}, got {self.architecture!r}")
         need(self.conditioning in CONDITIONS, f"conditioning must be one of {tuple(CONDITIONS)}, "

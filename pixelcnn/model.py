@@ -13,14 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .conditioning import build_condition
-from .config import PixelCNNConfig
+from .config import ARCHITECTURES, PixelCNNConfig
 from .hub import PretrainedMixin
 from .layers import ColourMaskedConv1x1, ConditionBias, GatedLayer, MaskedConv2d, OutputHead
-
-# config.architecture -> model class; filled as the classes are defined, read by `build_model`,
-# config validation and `pixelcnn.from_pretrained`.
-ARCHITECTURES: dict[str, type["_PixelCNNBase"]] = {}
-
 
 def build_model(config: PixelCNNConfig) -> "_PixelCNNBase":
     """The model that `config.architecture` names, with freshly initialised weights."""

@@ -263,6 +263,18 @@ def _check_given(model: GatedPixelCNN | PixelCNN, given: Tensor | None, n: int) 
     return given.clamp(min=0).long().clone(), prefix
 
 
+def _check_stream(model: GatedPixelCNN | PixelCNN, n: int, method: str, temperature: float) -> None:
+    """ValueError unless n, method and temperature can drive `stream`."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "cached" and not isinstance(model, GatedPixelCNN):
+        raise ValueError(f"method='cached' needs a GatedPixelCNN; use method='naive' for {type(model).__name__}")
+    if not isinstance(temperature, (int, float)) or not (0 <= temperature < float("inf")):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 takes the argmax), got {temperature!r}")
+
+
 def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | None = None,
            temperature: float = 1.0, method: str = "cached", given: Tensor | None = None,
            every: int | None = None, shared_noise: bool = False, guidance: float = 1.0
@@ -275,14 +287,7 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     (interpolation rows).
     """
     cfg = model.config
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "cached" and not isinstance(model, GatedPixelCNN):
-        raise ValueError(f"method='cached' needs a GatedPixelCNN; use method='naive' for {type(model).__name__}")
-    if not isinstance(temperature, (int, float)) or not (0 <= temperature < float("inf")):
-        raise ValueError(f"temperature must be a finite number >= 0 (0 takes the argmax), got {temperature!r}")
+    _check_stream(model, n, method, temperature)
     total = cfg.num_subpixels
     every = every or cfg.width * cfg.image_channels
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
