@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +36,19 @@ HUB_DATASETS = {
                       "fashion_mnist/{split}-00000-of-00001.parquet"),
     "cifar10": ("uoft-cs/cifar10", "cifar10", "plain_text/{split}-00000-of-00001.parquet"),
 }
-# datasets built by the library from others, with conditions: name -> (module, function(split, data_dir, cache_dir))
-DERIVED_DATASETS = {"celeba-portraits": ("pixelcnn.faces", "portrait_dataset"),
-                    "celeba-faces32": ("pixelcnn.faces", "large_portrait_dataset"),
-                    "celeba-faces32+64": ("pixelcnn.faces", "mixed_portrait_dataset")}
+# datasets built by the library from others, with conditions: name -> function(split, data_dir, cache_dir);
+# filled by `derived_dataset` where each is defined (`pixelcnn.face_data`)
+DERIVED_DATASETS: dict[str, Callable[..., "ImageDataset"]] = {}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 GREY_MODES = {"1", "L", "LA"}
+
+
+def derived_dataset(name: str):
+    """Decorator: `load_dataset(name, split, data_dir=..., cache_dir=...)` calls the function."""
+    def register(build: Callable[..., "ImageDataset"]) -> Callable[..., "ImageDataset"]:
+        DERIVED_DATASETS[name] = build
+        return build
+    return register
 
 
 class DatasetError(ValueError):
@@ -212,7 +220,7 @@ def read_folder(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[st
 
 
 # ------------------------------------------------------------------------------------ locating
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
     return Path(os.environ.get("PIXELCNN_CACHE", Path.home() / ".cache" / "pixelcnn"))
 
 
@@ -257,7 +265,7 @@ def _is_split_file(path: Path, split: str) -> bool:
     return path.name.startswith(f"{split}-") or path.parent.name == split
 
 
-def _cache_key(source: str, split: str, files: list[Path]) -> str:
+def cache_key(source: str, split: str, files: list[Path]) -> str:
     """A cache entry per source, split and file contents: a copied or re-downloaded file with the same
     bytes keeps its decoded arrays and embeddings (hashing takes about 0.1 s per 100 MB)."""
     h = hashlib.sha256(f"v2|{source}|{split}".encode())
@@ -287,17 +295,14 @@ def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | No
         read into `ImageDataset.vectors` and cached like the images.
     """
     if source in DERIVED_DATASETS:
-        import importlib
-
-        module, function = DERIVED_DATASETS[source]
-        return getattr(importlib.import_module(module), function)(split, data_dir, cache_dir)
+        return DERIVED_DATASETS[source](split, data_dir, cache_dir)
     data, files = _load_images(source, split, data_dir, cache_dir, use_cache)
     if vector_column is None:
         return data
     if not files or any(f.suffix != ".parquet" for f in files):
         raise DatasetError(f"vector_column={vector_column!r} needs a parquet source, got {source!r}")
-    cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-    path = cache / f"{_cache_key(source + '|' + vector_column, split, files)}.vectors.npy"
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    path = cache / f"{cache_key(source + '|' + vector_column, split, files)}.vectors.npy"
     vectors = cached_array(path, lambda: np.concatenate([read_vector_column(f, vector_column) for f in files]),
                            use_cache)
     return data.with_vectors(vectors)
@@ -351,8 +356,8 @@ def _load_images(source: str, split: str, data_dir: str | Path | None, cache_dir
     if not files:
         raise DatasetError(f"{source} has no image files")
 
-    cache = Path(cache_dir).expanduser() if cache_dir else _default_cache_dir()
-    key = _cache_key(source, split, files)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    key = cache_key(source, split, files)
     paths = {name: cache / f"{key}.{name}.npy" for name in ("images", "labels")}
     names_path = cache / f"{key}.classes.json"
     if use_cache and all(p.is_file() for p in paths.values()) and names_path.is_file():

@@ -10,7 +10,6 @@
   * measured figures live in `metrics.json` beside the weights (`read_metrics`), never in the card.
 """
 
-import importlib
 import json
 import os
 from dataclasses import dataclass
@@ -30,10 +29,9 @@ WEIGHTS_NAME = "model.safetensors"
 METRICS_NAME = "metrics.json"
 HUB_ETAG_TIMEOUT_S = 5  # fail fast when the Hub is unreachable
 
-# architecture name in config.json -> the class that loads it; filled by `PretrainedMixin.__init_subclass__`.
+# architecture name in config.json -> the class that loads it; filled by `PretrainedMixin.__init_subclass__`
+# as each class is defined. `import pixelcnn` imports every module that defines one (its __init__).
 SAVED_CLASSES: dict[str, type] = {}
-# the modules that define saved classes; imported on the first load, since `import pixelcnn` defers some
-SAVED_CLASS_MODULES = ("pixelcnn.model", "pixelcnn.autoencoder")
 
 
 class CheckpointError(ValueError):
@@ -106,8 +104,6 @@ def _in(subfolder: str, name: str) -> str:
 def read_checkpoint_json(model_id: str | Path, subfolder: str = "", **hub_kwargs: Any) -> dict[str, Any]:
     """The config.json of a checkpoint (or of one part of a composite), checked to name a known class."""
     where = f"{model_id}" + (f" ({subfolder})" if subfolder else "")
-    for module in SAVED_CLASS_MODULES:
-        importlib.import_module(module)
     path = resolve_file(model_id, _in(subfolder, CONFIG_NAME), **hub_kwargs)
     try:
         data = json.loads(Path(path).read_text())

@@ -10,7 +10,7 @@ from pixelcnn import (ConvEncoder, DeconvDecoder, EncoderConfig, MSEAutoEncoder,
                       mse_reconstruction, reconstructions, sample)
 from pixelcnn.autoencoder import psnr
 from pixelcnn.receptive_field import random_model
-from pixelcnn.train import load_initial_weights
+from pixelcnn.surgery import load_initial_weights
 
 from conftest import random_images, tiny_config
 from test_causality import ZERO, causal_violations
@@ -106,7 +106,7 @@ def test_a_warm_start_carries_a_class_models_layers_into_the_decoder(tmp_path):
 
 
 def test_a_decoding_is_judged_by_which_image_its_coarse_layout_is_closest_to():
-    from pixelcnn.autoencoder import closest_to_own
+    from pixelcnn.experiments.autoencoder import closest_to_own
 
     # ten flat images of distinct greys, each with noise finer than the 4x4 blocks compared
     levels = torch.arange(10) * 25
@@ -122,12 +122,14 @@ def test_a_decoding_is_judged_by_which_image_its_coarse_layout_is_closest_to():
 
 
 def test_content_kept_compares_decodings_with_their_images_and_is_deterministic_for_a_seed():
+    from pixelcnn.experiments.autoencoder import content_kept
+
     images = random_images(toy_pixelcnn_autoencoder().config, 4, seed=5)
     model = toy_pixelcnn_autoencoder()
-    first, again = (pixelcnn.content_kept(model, images, samples=2, candidates=4, pool=2, seed=3) for _ in range(2))
+    first, again = (content_kept(model, images, samples=2, candidates=4, pool=2, seed=3) for _ in range(2))
     assert first == again and 0 <= first["recognised"] <= 1 and first["coarse_mse"] > 0
     mse = toy_mse_autoencoder(size=6)
-    blurred = pixelcnn.content_kept(mse, images, candidates=4, pool=2)
+    blurred = content_kept(mse, images, candidates=4, pool=2)
     layouts = F.avg_pool2d(images.float() / 255, 2)
     expected = (F.avg_pool2d(mse_reconstruction(mse, images).float() / 255, 2) - layouts).pow(2).mean().item()
     assert blurred["coarse_mse"] == pytest.approx(expected, rel=1e-5)
@@ -137,7 +139,7 @@ def test_the_measurement_cli_writes_figures_card_and_figure6(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from pixelcnn.autoencoder import main
+    from pixelcnn.experiments.autoencoder import main
     from pixelcnn.hub import read_metrics
 
     rng = np.random.default_rng(0)

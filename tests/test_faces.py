@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from pixelcnn import GatedPixelCNN, PixelCNNConfig, sample
-from pixelcnn.faces import EMBEDDING_DIM, NoFaceError, default_embedder, portraits, split_people
+from pixelcnn.face_data import split_people
+from pixelcnn.faces import EMBEDDING_DIM, NoFaceError, default_embedder, portraits
 from pixelcnn.sampling import between, interpolate
 
 ROOT = Path(__file__).resolve().parents[1]

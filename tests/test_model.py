@@ -219,7 +219,7 @@ def test_a_deeper_model_starts_from_a_shallower_ones_likelihood_and_grows_its_fi
     """`--init_from` a model with fewer layers (the paper's lever for a larger receptive field):
     the new layers add nothing until they learn, then reach further up, and stay causal."""
     from pixelcnn.receptive_field import dependency_map
-    from pixelcnn.train import load_initial_weights
+    from pixelcnn.surgery import load_initial_weights
 
     from test_causality import ZERO, causal_violations
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 import pixelcnn
 from pixelcnn.data import load_dataset
 from pixelcnn.hub import read_metrics
-from pixelcnn.train import fit_condition_statistics
+from pixelcnn.surgery import fit_condition_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -210,7 +210,7 @@ def test_vector_and_spatial_conditions_train_from_aligned_vectors(stripes, tmp_p
 
 
 def test_the_faces_preset_standardises_its_embedding_but_not_its_unconditional_twin():
-    from pixelcnn.train import parse_args
+    from pixelcnn.presets import parse_args
 
     assert parse_args(["--preset", "faces-portrait"])[1].standardise_cond
     assert not parse_args(["--preset", "faces-portrait", "--conditioning", "none"])[1].standardise_cond
@@ -219,7 +219,7 @@ def test_the_faces_preset_standardises_its_embedding_but_not_its_unconditional_t
 
 
 def test_condition_dropout_decides_whether_the_null_is_learned():
-    from pixelcnn.train import parse_args
+    from pixelcnn.presets import parse_args
 
     train, model = parse_args(["--preset", "faces-portrait"])
     assert train.cond_dropout == 0.15 and model.learned_null and model == pixelcnn.presets.MODEL_PRESETS["faces-portrait"]
@@ -285,7 +285,7 @@ def test_a_sketch_decoder_starts_from_an_mse_autoencoder(stripes, tmp_path):
     assert not torch.allclose(model.decoder.condition.null_h, start), "the learned null did not learn"
     assert "trained on mean squared error and then frozen" in (out / "model" / "README.md").read_text()
 
-    from pixelcnn.train import TrainingError, load_code_weights
+    from pixelcnn.surgery import TrainingError, load_code_weights
 
     with pytest.raises(TrainingError, match="from an MSE auto-encoder, got a PixelCNNAutoEncoder"):
         load_code_weights(model, str(out / "model"))

@@ -56,10 +56,58 @@ def test_model_card_bits_per_dim_matches_a_fresh_evaluation(name):
     assert f"**{recorded:.4f}**" in (WEIGHTS / name / "README.md").read_text()
 
 
+FOLDERS = sorted(p.parent.name for p in WEIGHTS.glob("*/metrics.json"))
+
+
+@pytest.mark.parametrize("name", FOLDERS)
+def test_the_weights_are_those_their_card_measured_on_a_fixed_slice(name):
+    """The per-image figures stored at export, recomputed from the shipped weights, exactly: seconds
+    where re-evaluating the whole test split (`-m slow`) takes minutes."""
+    from pixelcnn.cards import SLICE_IMAGES, slice_figures
+
+    metrics = read_metrics(WEIGHTS / name)
+    if not (SHARED / "mnist").is_dir():
+        pytest.skip("needs the datasets in ../shared/data")
+    data = load_dataset(metrics["dataset"], "test", data_dir=SHARED)
+    stored = metrics["slice"]
+    assert stored["images"] == SLICE_IMAGES and len(stored["per_image"]) == SLICE_IMAGES
+    assert slice_figures(pixelcnn.from_pretrained(WEIGHTS / name), data) == stored
+
+
+def test_slice_figures_change_with_any_weight():
+    """The exact check above is not vacuous: a change of 1e-3 in one bias shows in the figures."""
+    from pixelcnn.cards import slice_figures
+
+    config = pixelcnn.PixelCNNConfig(image_channels=1, image_size=8, hidden_channels=4, n_layers=2, head_channels=8,
+                                     conditioning="class", num_classes=10)
+    torch.manual_seed(0)
+    model = pixelcnn.build_model(config)
+    data = load_dataset("mnist", "test", data_dir=SHARED) if (SHARED / "mnist").is_dir() else None
+    if data is None:
+        pytest.skip("needs the datasets in ../shared/data")
+    data = data.subset(torch.arange(8))
+    data = type(data)(data.images[:, :, 10:18, 10:18].contiguous(), data.labels, data.class_names, "mnist", "test")
+    before = slice_figures(model, data)
+    assert slice_figures(model, data) == before  # deterministic
+    with torch.no_grad():
+        next(model.head.parameters()).view(-1)[0] += 1e-3
+    assert slice_figures(model, data)["per_image"] != before["per_image"]
+
+
+@pytest.mark.parametrize("name", FOLDERS)
+def test_every_card_is_generated_from_its_metrics(name):
+    import pixelcnn.experiments  # noqa: F401  (their card sections)
+    from pixelcnn.cards import model_card
+
+    card = (WEIGHTS / name / "README.md").read_text()
+    title = next(line[2:] for line in card.splitlines() if line.startswith("# "))
+    assert model_card(read_metrics(WEIGHTS / name), pixelcnn.from_pretrained(WEIGHTS / name), title) == card
+
+
 def test_the_digit_classifier_learns_from_a_slice():
     if not (SHARED / "mnist").is_dir():
         pytest.skip("needs the datasets in ../shared/data")
-    from pixelcnn.evaluation import train_classifier
+    from pixelcnn.classifier import train_classifier
 
     train = load_dataset("mnist", "train", data_dir=SHARED)
     test = load_dataset("mnist", "test", data_dir=SHARED)
@@ -69,12 +117,13 @@ def test_the_digit_classifier_learns_from_a_slice():
 
 
 def test_the_recognition_command_records_the_share_and_rewrites_the_card(tmp_path):
-    """python -m pixelcnn.evaluation MODEL: the share its classifier recognises goes into metrics.json
+    """python -m pixelcnn.experiments recognition MODEL: the share its classifier recognises goes into metrics.json
     and the card, whose title and history stay."""
     import json
 
-    from pixelcnn.evaluation import ClassifierConfig, DigitClassifier, main, recognition_rate
-    from pixelcnn.train import model_card
+    from pixelcnn.classifier import ClassifierConfig, DigitClassifier
+    from pixelcnn.experiments.recognition import main, recognition_rate
+    from pixelcnn.cards import model_card
 
     config = pixelcnn.PixelCNNConfig(image_channels=1, image_size=28, hidden_channels=4, n_layers=2, head_channels=8,
                                      conditioning="class", num_classes=10)
@@ -104,7 +153,8 @@ def test_the_recognition_command_records_the_share_and_rewrites_the_card(tmp_pat
 
 @pytest.mark.slow
 def test_the_recorded_share_of_recognised_digits_matches_a_fresh_draw():
-    from pixelcnn.evaluation import DigitClassifier, accuracy, recognition_rate
+    from pixelcnn.classifier import DigitClassifier, accuracy
+    from pixelcnn.experiments.recognition import recognition_rate
 
     model = pixelcnn.from_pretrained(WEIGHTS / "mnist-class")
     classifier = DigitClassifier.from_pretrained(WEIGHTS / "mnist-class" / "classifier")
@@ -147,7 +197,7 @@ def test_the_shipped_autoencoders_load_as_one_object_with_their_measurements():
 def test_the_autoencoder_cards_match_a_fresh_evaluation(name):
     if not (SHARED / "cifar10").is_dir():
         pytest.skip("needs the datasets in ../shared/data")
-    from pixelcnn.autoencoder import content_kept, evaluate_autoencoder
+    from pixelcnn.experiments.autoencoder import content_kept, evaluate_autoencoder
 
     recorded = read_metrics(WEIGHTS / name)["autoencoder"]
     test = load_dataset("cifar10", "test", data_dir=SHARED)

@@ -1,6 +1,6 @@
 """The paper's section 3.3 measured: do portraits look like the person they were drawn for?
 
-    python -m pixelcnn.experiments.portraits MODEL --data_dir DIR [--test_set celeba-faces32] [--twin TWIN]
+    python -m pixelcnn.experiments portraits MODEL --data_dir DIR [--test_set celeba-faces32] [--twin TWIN]
 
 On held-out people (never seen in training) of a test set, with the real photos' embeddings as
 each person's centre:
@@ -30,7 +30,7 @@ import torch
 
 from ..faces import PORTRAIT_GUIDANCE, default_embedder
 from ..sampling import interpolate, sample
-from ..train import card_section
+from ..cards import card_section, rewrite_card
 
 PEOPLE = 30                 # people to tell apart (the celeba-portraits held-out split has 30)
 GUIDANCE_SWEEP = (1.0, 2.0, 3.0, 5.0)
@@ -159,7 +159,7 @@ def held_out_examples(data_dir: str | Path, folder: Path, count: int = 8) -> Non
     from PIL import Image
 
     from ..data import load_dataset
-    from ..faces import PORTRAIT_FILE, split_people
+    from ..face_data import PORTRAIT_FILE, split_people
 
     raw = load_dataset(f"parquet:{(Path(data_dir) / PORTRAIT_FILE).resolve()}", "all")
     _, held_out = split_people(raw.labels.numpy())
@@ -193,7 +193,7 @@ def test_set_card(p: dict[str, Any], name: str) -> str:
                      if p.get("bpd_unconditional") is not None else "")
     return f"""
 **{p['people']} held-out people of `{name}`** ({p['images']} photos never seen in training; measured with
-`python -m pixelcnn.experiments.portraits`):
+`python -m pixelcnn.experiments portraits`):
 
 | measurement | value |
 |---|---|
@@ -217,9 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     from .. import from_pretrained
     from ..data import load_dataset
     from ..hub import METRICS_NAME, read_metrics
-    from ..train import rewrite_card
 
-    parser = argparse.ArgumentParser(prog="python -m pixelcnn.experiments.portraits", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pixelcnn.experiments portraits", description=main.__doc__)
     parser.add_argument("model", type=Path)
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--test_set", choices=TEST_SETS, default="celeba-portraits")
@@ -253,3 +252,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@card_section("conditioning_comparison")
+def comparison_section(c: dict[str, Any]) -> str:
+    """The card's table of forms of conditioning compared at equal steps (recorded by hand from runs)."""
+    rows = "".join(f"| {name} | " + ", ".join(f"{bpd:.3f} at {step}" for step, bpd in curve.items()) + " |\n"
+                   for name, curve in c.items() if isinstance(curve, dict))
+    return (f"\n**Forms of conditioning compared** ({c.get('note', 'test bits/dim at equal steps')}):\n\n"
+            f"| conditioning | test bits/dim at step |\n|---|---|\n{rows}")

@@ -1,0 +1,233 @@
+"""Weight surgery: starting a run from saved weights, and the condition's start.
+
+- `load_initial_weights` (`--init_from`): a copy, a deepening (`deepen`) or a warm start from a model
+  of another conditioning (`warm_start`, with `folded_class_biases`).
+- `load_code_weights` and `freeze_code` (`--code_from`, `--freeze_code`): an auto-encoder's code from
+  an MSE auto-encoder.
+- `fit_condition_statistics`, `set_average_null`: a fresh condition's standardisation and null.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, conditioned_part
+from .data import ImageDataset
+from .hub import from_pretrained, read_metrics
+from .layers import ConditionBias
+from .model import GatedPixelCNN
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (a NaN loss, a mismatched resume, weights that do not fit); the last
+    checkpoint stays intact."""
+
+
+def initial_history(source: str | None) -> list[dict[str, Any]]:
+    """The runs recorded in the metrics.json of a local model folder (empty for none or a Hub id)."""
+    if not source or not Path(source).is_dir():
+        return []
+    return list((read_metrics(source) or {}).get("history", []))
+
+
+CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "spatial_channels", "standardise_cond",
+                    "learned_null")
+
+
+def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
+    """Copy the weights of a saved model into `model`; returns the history in its metrics.json.
+
+    A model of the same shape is copied whole (class names may differ); a shallower gated model is
+    deepened (`deepen`). A plain PixelCNN that differs from `model`'s PixelCNN (or auto-encoder
+    decoder) only in its conditioning is a warm start (`warm_start`).
+    """
+    start = from_pretrained(source)
+    names = ("class_names", "learned_null")
+    if type(start) is type(model) and _config_without(start, names) == _config_without(model, names):
+        model.load_state_dict(start.state_dict())
+        return initial_history(source)
+    if type(start) is type(model) and is_deeper_twin(model, start):
+        copied, total = deepen(model, start), len(model.state_dict())
+        print(f"--init_from {source}: copied {copied} of {total} tensors into the first {start.config.n_layers} "
+              f"of {model.config.n_layers} layers; the new layers start with their output at 0", flush=True)
+        return initial_history(source)
+    target = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
+    if isinstance(start, PixelCNNAutoEncoder) and isinstance(model, PixelCNNAutoEncoder):
+        start = start.decoder  # an auto-encoder of another conditioning: its decoder's layers, not its encoder
+    if (isinstance(start, PixelCNNAutoEncoder) or type(start) is not type(target)
+            or _config_without(start, CONDITION_FIELDS) != _config_without(target, CONDITION_FIELDS)):
+        raise TrainingError(f"--init_from {source}: it holds a {type(start).__name__} whose config differs from "
+                            f"this run's model ({start.config.to_json()}), beyond its conditioning")
+    copied, total = warm_start(target, start), len(target.state_dict())
+    print(f"--init_from {source}: copied {copied} of {total} tensors; the other {total - copied}, the "
+          f"conditioning's, start fresh (V = 0)", flush=True)
+    return initial_history(source)
+
+
+def learned_null_in(source: str) -> bool:
+    """Whether the saved model at `source` (or its decoder) learnt its null condition."""
+    start = from_pretrained(source)
+    part = conditioned_part(start)
+    return part is not None and part.config.learned_null
+
+
+def load_code_weights(model: nn.Module, source: str) -> str:
+    """Start a PixelCNN auto-encoder's encoder, and a "sketch" decoder's m(h), from a saved MSE
+    auto-encoder of the same code (`--code_from`): its code already holds the image's layout and
+    its decoder already draws it. Returns what was copied, in words."""
+    start = from_pretrained(source)
+    if not isinstance(model, PixelCNNAutoEncoder) or not isinstance(start, MSEAutoEncoder):
+        raise TrainingError(f"--code_from {source}: it starts a PixelCNN auto-encoder (--encoder conv) from an "
+                            f"MSE auto-encoder, got a {type(start).__name__} for a {type(model).__name__}")
+    if start.encoder.config != model.encoder.config:
+        raise TrainingError(f"--code_from {source}: its encoder ({start.encoder.config}) differs from this run's "
+                            f"({model.encoder.config}); match --cond_dim and --encoder_channels")
+    model.encoder.load_state_dict(start.encoder.state_dict())
+    if model.config.conditioning != "sketch":
+        return f"encoder copied from {source}"
+    sketch = model.decoder.condition.spatial_net.decoder
+    if sketch.config != start.decoder.config:
+        raise TrainingError(f"--code_from {source}: its decoder ({start.decoder.config}) cannot be this run's sketch "
+                            f"({sketch.config}); set --spatial_channels to its {start.decoder.config.channels}")
+    sketch.load_state_dict(start.decoder.state_dict())
+    return f"encoder and m(h), the sketch, copied from {source}"
+
+
+def freeze_code(model: nn.Module) -> int:
+    """Stop an auto-encoder's encoder and its decoder's m(h) from learning (`--freeze_code`): the
+    code and the sketch stay the MSE auto-encoder's, which keep the image's layout, and the PixelCNN
+    learns to draw what they leave open. Returns how many parameters were frozen."""
+    if not isinstance(model, PixelCNNAutoEncoder):
+        raise TrainingError("--freeze_code freezes a PixelCNN auto-encoder's encoder: it needs --encoder conv")
+    # a learned null condition (--cond_dropout) still learns: it is no part of the code
+    frozen = [*model.encoder.parameters(),
+              *(p for name, p in model.decoder.condition.named_parameters() if name != "null_h")]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    return sum(parameter.numel() for parameter in frozen)
+
+
+def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in model.config.to_dict().items() if k not in names}
+
+
+def is_deeper_twin(model: nn.Module, start: nn.Module) -> bool:
+    """Whether `model` is a gated PixelCNN like `start` but with more layers (see `deepen`)."""
+    names = ("class_names", "n_layers", "learned_null")
+    return (isinstance(model, GatedPixelCNN) and isinstance(start, GatedPixelCNN)
+            and model.config.n_layers > start.config.n_layers
+            and _config_without(start, names) == _config_without(model, names))
+
+
+def copy_matching_tensors(target: nn.Module, start: nn.Module, skip: tuple[str, ...] = (),
+                          extra: dict[str, torch.Tensor] | None = None) -> int:
+    """Load every tensor of `start` that `target` has under the same name and shape (except names
+    starting with `skip`), then `extra`; returns how many were loaded."""
+    state = target.state_dict()
+    shared = {k: v for k, v in start.state_dict().items()
+              if k in state and state[k].shape == v.shape and not k.startswith(skip)}
+    shared.update(extra or {})
+    target.load_state_dict(shared, strict=False)
+    return len(shared)
+
+
+@torch.no_grad()
+def deepen(target: nn.Module, start: nn.Module) -> int:
+    """Copy a gated PixelCNN into `target`, the same model with more layers; returns how many tensors
+    were copied. The new layers sit on top of the copied ones with their horizontal output at 0, so
+    the residual stream passes through them unchanged: `target` starts with exactly `start`'s
+    likelihood, and the receptive field grows (paper's lever: depth) as the new layers learn."""
+    copied = copy_matching_tensors(target, start)
+    for layer in target.layers[start.config.n_layers:]:
+        layer.horizontal_out.weight.zero_()
+        layer.horizontal_out.bias.zero_()
+    return copied
+
+
+def warm_start(target: nn.Module, start: nn.Module) -> int:
+    """Copy `start`'s layers into a PixelCNN that differs only in its conditioning; returns how
+    many tensors were copied. The conditioning weights, which have no counterpart, start fresh;
+    a class model's class biases are folded in (`folded_class_biases`) and every V is zeroed, so
+    training starts from `start`'s likelihood with its condition averaged out."""
+    conditioning = tuple(f"{name}." for name, module in target.named_modules()
+                         if isinstance(module, ConditionBias) or name == "condition")
+    copied = copy_matching_tensors(target, start, skip=conditioning, extra=folded_class_biases(start))
+    zero_condition_weights(target)
+    return copied
+
+
+def folded_class_biases(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A class-conditional gated model's gate biases with its class biases V h folded in, for h the
+    mean one-hot (every class at once): the model without its condition, as close as it gets.
+
+    The vertical class bias is added after the vertical-to-horizontal link, the convolution's own
+    bias before it: the link's bias takes the difference back out (exact below the first row)."""
+    if model.config.conditioning != "class" or model.config.architecture != "gated":
+        return {}
+    state, out = model.state_dict(), {}
+    for name, weight in state.items():
+        if not name.endswith(".proj.weight") or ".cond_" not in name:
+            continue
+        layer, stack = name.split(".cond_")[0], name.split(".cond_")[1].split(".")[0]  # vertical / horizontal
+        mean_bias = weight.mean(dim=1)  # (2p,) = V h for h the mean one-hot
+        out[f"{layer}.{stack}.bias"] = state[f"{layer}.{stack}.bias"] + mean_bias
+        if stack == "vertical":
+            link = state[f"{layer}.vertical_to_horizontal.weight"][:, :, 0, 0]
+            out[f"{layer}.vertical_to_horizontal.bias"] = (state[f"{layer}.vertical_to_horizontal.bias"]
+                                                           - link @ mean_bias)
+    return out
+
+
+def statistics_fitted(model: nn.Module) -> bool:
+    """Whether a model with `standardise_cond` holds statistics (a warm start from a model without
+    them, or without conditioning, leaves them at mean 0 and std 1)."""
+    if not getattr(getattr(model, "config", None), "standardise_cond", False):
+        return True
+    condition = model.condition
+    return bool(condition.cond_mean.any() or (condition.cond_std != 1).any())
+
+
+def fit_condition_statistics(model: nn.Module, data: ImageDataset) -> bool:
+    """A fresh model with `standardise_cond` takes its mean and std of h from the training vectors,
+    and starts with every V = 0: it starts as an unconditional model, where V's default initialisation
+    would add a random bias of std ~0.6 per image to every gate."""
+    if not getattr(model.config, "standardise_cond", False):
+        return False
+    model.condition.fit_statistics(data.vectors)
+    zero_condition_weights(model)
+    return True
+
+
+@torch.no_grad()
+def zero_condition_weights(model: nn.Module) -> None:
+    """Every layer's V = 0: the model's likelihood no longer depends on its condition."""
+    for module in model.modules():
+        if isinstance(module, ConditionBias):
+            module.proj.weight.zero_()
+
+
+@torch.no_grad()
+def set_average_null(model: nn.Module, data: ImageDataset, device: torch.device, limit: int = 5000) -> bool:
+    """Set the null condition to the mean h over (the first `limit` of) the training images: class
+    frequencies, the mean embedding, or an auto-encoder's mean code. False when there is none."""
+    part = conditioned_part(model)
+    if part is None or part.condition.width == 0:
+        return False
+    index = torch.arange(min(limit, len(data)))
+    codes = []
+    for chunk in index.split(500):
+        batch = data.batch(chunk, part.config.levels)
+        if isinstance(model, PixelCNNAutoEncoder):
+            codes.append(model.encode(batch["images"].to(device)))
+        else:
+            codes.append(part.encode_condition(condition_of(model, batch, device), len(chunk)))
+    part.condition.set_average(torch.cat(codes).double().mean(0))
+    return True
+
+
+def condition_of(model: nn.Module, batch: dict[str, Any], device: torch.device) -> Any:
+    """The raw condition of a batch for this model: the field its condition names, or None."""
+    field = model.condition_field
+    return None if field is None else batch[field].to(device)
