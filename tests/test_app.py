@@ -166,6 +166,11 @@ SRC_RECORDER = """(selector) => {
 }"""
 
 
+READOUT_RECORDER = """() => { window.__readouts = [];
+    new MutationObserver(() => window.__readouts.push(document.querySelector('#progress').innerText))
+        .observe(document.querySelector('#progress'), {subtree: true, childList: true, characterData: true}); }"""
+
+
 def open_with_grey_model(browser, server):
     """A new page with the 16x16 grey model picked (16 rows stream as 16 updates), recording #samples' srcs."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -177,7 +182,7 @@ def open_with_grey_model(browser, server):
     # wait until the model switch has reached the server and the class list (zero, one, two)
     page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('digits')",
                            timeout=60_000)
-    page.wait_for_timeout(500)
+    page.wait_for_function("document.querySelector('#class-name input').value === 'zero'", timeout=60_000)
     page.evaluate(SRC_RECORDER, "#samples")
     return page
 
@@ -194,33 +199,29 @@ def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
 
     page.get_by_role("tab", name="Blind spot").click()
     page.click("#show-field")  # the original PixelCNN is selected when the page opens
-    page.wait_for_function("document.querySelector('#field-text').innerText.includes('Original PixelCNN')",
-                           timeout=60_000)
-    page.wait_for_timeout(1000)  # let the page settle for the screenshot
+    page.wait_for_function("document.querySelector('#field-text').innerText.includes('Original PixelCNN')"
+                           " && document.querySelector('#field img')?.complete", timeout=60_000)
     original = (page.inner_text("#field-text"), page.get_attribute("#field img", "src"))
     page.screenshot(path=str(ARTIFACTS / "blind-spot-original.png"), full_page=True)
     page.get_by_label("Gated PixelCNN").check()
-    page.wait_for_function("document.querySelector('#field-text').innerText.includes('Gated PixelCNN')",
-                           timeout=60_000)
-    page.wait_for_timeout(1000)
+    page.wait_for_function("old => document.querySelector('#field-text').innerText.includes('Gated PixelCNN')"
+                           " && document.querySelector('#field img')?.src !== old"
+                           " && document.querySelector('#field img').complete", arg=original[1], timeout=60_000)
     gated = (page.inner_text("#field-text"), page.get_attribute("#field img", "src"))
     page.screenshot(path=str(ARTIFACTS / "blind-spot-gated.png"), full_page=True)
     assert original[1] != gated[1]
     assert "0 lie in its blind spot" in gated[0] and "0 lie in its blind spot" not in original[0]
     # the layers slider alone redraws the map
     page.locator("#layers input[type=range]").fill("2")
-    page.wait_for_function("document.querySelector('#field-text').innerText.includes('2 layers')", timeout=60_000)
-    page.wait_for_timeout(500)
-    assert page.get_attribute("#field img", "src") != gated[1]
+    page.wait_for_function("old => document.querySelector('#field-text').innerText.includes('2 layers')"
+                           " && document.querySelector('#field img')?.src !== old", arg=gated[1], timeout=60_000)
     page.close()
 
 
 def test_browser_pixel_by_pixel_playback_shows_the_current_pixel(server, browser):
     page = open_with_grey_model(browser, server)
     page.get_by_label("pixel by pixel").check()
-    page.evaluate("""() => { window.__readouts = [];
-        new MutationObserver(() => window.__readouts.push(document.querySelector('#progress').innerText))
-            .observe(document.querySelector('#progress'), {subtree: true, childList: true, characterData: true}); }""")
+    page.evaluate(READOUT_RECORDER)
     page.click("#generate")
     page.wait_for_function("document.querySelector('#progress').innerText.includes('done')", timeout=120_000)
     srcs, readouts = page.evaluate("window.__srcs"), page.evaluate("window.__readouts")
@@ -234,7 +235,7 @@ def test_browser_switching_the_model_leaves_nothing_of_the_old_one(server, brows
     page.get_by_role("tab", name="Likelihood").click()
     page.locator("#example input").click()
     page.get_by_role("option", name="zero").click()
-    page.wait_for_timeout(1000)
+    page.wait_for_function("document.querySelector('#upload').innerText.includes('.png')", timeout=60_000)
     page.click("#measure")
     page.wait_for_function("document.querySelector('#score').innerText.includes('bits/dim')", timeout=60_000)
     old = page.inner_text("#score")
@@ -242,9 +243,8 @@ def test_browser_switching_the_model_leaves_nothing_of_the_old_one(server, brows
     page.screenshot(path=str(ARTIFACTS / "likelihood.png"), full_page=True)
     page.get_by_label("Model").first.click()
     page.get_by_role("option", name=COLOUR).click()
-    page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('colours')",
-                           timeout=60_000)
-    page.wait_for_timeout(1000)
+    page.wait_for_function("document.querySelector('#model-status').innerText.startsWith('colours')"
+                           " && !document.querySelector('#score').innerText.includes('bits/dim')", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "after-model-switch.png"), full_page=True)
     assert "bits/dim" not in page.inner_text("#score")
     assert page.locator("#model-view img").count() == 0 and page.locator("#surprise img").count() == 0
@@ -257,21 +257,20 @@ def test_browser_switching_the_model_leaves_nothing_of_the_old_one(server, brows
 def test_browser_stop_cancels_a_running_generation(server, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page = open_with_grey_model(browser, server)
+    page.evaluate(READOUT_RECORDER)
     page.click("#generate")  # row by row: 16 rows take at least 1.6 s
     page.wait_for_function("window.__srcs.length >= 2", timeout=60_000)
     page.click("#stop")
-    page.wait_for_timeout(3000)  # longer than the rest of the render would take
-    stopped = page.evaluate("window.__srcs.length")
-    progress = page.inner_text("#progress")
+    page.wait_for_function("document.querySelector('#progress').innerText.includes('Stopped at row')",
+                           timeout=60_000)  # feedback, and the partial grid is kept
     page.screenshot(path=str(ARTIFACTS / "stopped.png"), full_page=True)
-    assert "done" not in progress and "256 of 256" not in progress, f"the render went on after Stop: {progress}"
-    assert "Stopped at row" in progress, progress  # feedback, and the partial grid is kept
     assert "stopped" in page.inner_text("#history")
-    page.wait_for_timeout(1000)
-    assert page.evaluate("window.__srcs.length") == stopped, "the image kept changing after Stop"
-    # the server is free again: the next generation finishes
+    # the server is free again: the next generation finishes. Had the stopped one gone on, it would
+    # have finished first (it had fewer rows left) and shown its own "256 of 256"
     page.click("#generate")
     page.wait_for_function("document.querySelector('#progress').innerText.includes('done')", timeout=120_000)
+    finished = [r for r in page.evaluate("window.__readouts") if "256 of 256" in r]
+    assert len(finished) == 1, f"the render went on after Stop: {finished}"
     page.close()
 
 
@@ -507,17 +506,16 @@ def test_browser_shipped_portraits_and_morph_follow_the_person(shipped_server, b
         # the previous person's "done" first gives way to this render's progress
         page.wait_for_function("!document.querySelector('#face-progress').innerText.includes('done')",
                                timeout=60_000)
-        page.wait_for_function("document.querySelector('#face-progress').innerText.includes('done')",
-                               timeout=120_000)
-        page.wait_for_timeout(300)
+        page.wait_for_function("document.querySelector('#face-progress').innerText.includes('done')"
+                               " && document.querySelector('#face-portraits img')?.complete", timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / f"shipped-portraits-{person}.png"), full_page=True)
 
     page.get_by_role("tab", name="Morph two faces").click()
     page.click("#morph")
     page.wait_for_function("document.querySelector('#morph-progress').innerText.includes('done')",
                            timeout=120_000)
-    page.wait_for_selector("#morph-single img", timeout=60_000)  # the portrait at alpha follows the row
-    page.wait_for_timeout(500)
+    # the portrait at alpha follows the row
+    page.wait_for_function("document.querySelector('#morph-single img')?.complete", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "shipped-morph.png"), full_page=True)
     row = page.evaluate("document.querySelector('#morph-row img').src")
     with urllib.request.urlopen(row) as response:

@@ -72,12 +72,27 @@ def test_stop_reports_the_row_and_keeps_the_partial_grid(explorer):
 
 
 def test_a_model_switch_clears_every_output_of_the_old_model(explorer):
-    model = explorer.model(explorer.first)
     lens = likelihood.LikelihoodTab(*[object() for _ in range(13)])
-    updates = likelihood.model_changed(lens, explorer, explorer.first, model)
-    assert set(updates) == set(lens.model_outputs)
+    updates = likelihood.TAB.model_changed(lens, explorer, explorer.first)
+    assert set(updates) == set(likelihood.TAB.model_outputs(lens))
     for component in (lens.model_view, lens.surprise, lens.distribution, lens.completion, lens.state, lens.upload):
         assert updates[component] is None
+    picker = class_picker.ClassPickerTab(*[object() for _ in range(12)])
+    updates = class_picker.TAB.model_changed(picker, explorer, explorer.first)
+    assert set(updates) == set(class_picker.TAB.model_outputs(picker))
+    assert updates[picker.samples] is None and updates[picker.history] == [] == updates[picker.history_state]
+
+
+def test_every_tab_exports_one_interface_and_the_page_lists_them_all():
+    import pkgutil
+
+    import pixelcnn.ui as ui
+    from pixelcnn.ui.app import TABS
+    from pixelcnn.ui.common import Tab
+
+    modules = [m.name for m in pkgutil.iter_modules(ui.__path__) if m.name not in ("app", "common", "models")]
+    tabs = [__import__(f"pixelcnn.ui.{name}", fromlist=["TAB"]).TAB for name in modules]
+    assert all(isinstance(tab, Tab) for tab in tabs) and sorted(t.title for t in tabs) == sorted(t.title for t in TABS)
 
 
 def test_measure_gives_bits_top_classes_true_label_and_warnings(explorer, tmp_path):

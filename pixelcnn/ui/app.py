@@ -1,5 +1,5 @@
-"""The page: a header, the model picker, and one tab per module. A model change asks every tab for
-its updates, by component, and applies them together."""
+"""The page: a header, the model picker, and the tabs of `TABS`, each a module's `Tab`. A model change
+asks every tab for its updates, by component, and applies them together."""
 
 import os
 from pathlib import Path
@@ -8,9 +8,12 @@ import gradio as gr
 
 from .. import from_pretrained
 from ..hub import CheckpointError
-from . import autoencoder, blind_spot, class_picker, faces, likelihood
-from .common import CSS
+from . import autoencoder, blind_spot, class_picker, likelihood, morph, portraits
+from .common import CSS, Page
 from .models import Explorer
+
+# the page's tabs, in order: a new tab is a module with a `TAB` and a line here
+TABS = [class_picker.TAB, blind_spot.TAB, likelihood.TAB, portraits.TAB, morph.TAB, autoencoder.TAB]
 
 HUB_PLACEHOLDER = "owner/name, e.g. a model you shared with model.push_to_hub('you/my-pixelcnn')"
 
@@ -45,34 +48,24 @@ def build(explorer: Explorer) -> gr.Blocks:
         model_status = gr.Markdown(explorer.describe(explorer.first) if explorer.first else
                                    f"No model found in `{explorer.weights_dir}`: train one with "
                                    "`python -m pixelcnn.train` or load one from the Hub.", elem_id="model-status")
-        with gr.Tab("Class picker"):
-            picker = class_picker.layout(explorer)
-        with gr.Tab("Blind spot"):
-            field = blind_spot.layout()
-        with gr.Tab("Likelihood"):
-            lens = likelihood.layout(explorer)
-        with gr.Tab("Portraits from a photo"):
-            face_tab = faces.face_layout(explorer)
-        with gr.Tab("Morph two faces"):
-            morph_tab = faces.interpolation_layout(explorer)
-        with gr.Tab("Auto-encoder"):
-            ae_tab = autoencoder.layout(explorer)
+        parts = []
+        for tab in TABS:
+            with gr.Tab(tab.title):
+                parts.append(tab.layout(explorer))
 
         def on_model(choice: str) -> dict:
-            model = explorer.model(choice)
-            return {model_status: explorer.describe(choice), **class_picker.model_changed(picker, model),
-                    **likelihood.model_changed(lens, explorer, choice, model)}
+            updates = {model_status: explorer.describe(choice)}
+            for tab, built in zip(TABS, parts):
+                updates.update(tab.model_changed(built, explorer, choice))
+            return updates
 
-        outputs = [model_status, *picker.model_outputs, *lens.model_outputs]
+        outputs = [model_status, *(c for tab, built in zip(TABS, parts) for c in tab.model_outputs(built))]
         model_choice.change(on_model, model_choice, outputs, api_visibility="private")
         hub_button.click(lambda repo, current: load_hub(explorer, repo, current), [hub_id, model_choice],
                          [model_choice, model_status], api_name="load_hub")
-        class_picker.wire(picker, explorer, model_choice)
-        blind_spot.wire(field, demo)
-        likelihood.wire(lens, explorer, model_choice)
-        faces.face_wire(face_tab, explorer)
-        faces.interpolation_wire(morph_tab, explorer)
-        autoencoder.wire(ae_tab, explorer)
+        page = Page(explorer, model_choice, demo)
+        for tab, built in zip(TABS, parts):
+            tab.wire(built, page)
     return demo
 
 

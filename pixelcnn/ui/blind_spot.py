@@ -8,7 +8,8 @@ import torch
 from ..config import PixelCNNConfig
 from ..images import FIELD_COLOURS, receptive_field_picture
 from ..receptive_field import blind_spot, dependency_map, field_by_depth, random_model
-from .common import gallery
+from .common import Page, Tab, gallery
+from .models import Explorer
 
 FIELD_SIZE = 12           # the tab's image is FIELD_SIZE x FIELD_SIZE
 MAX_FIELD_LAYERS = 12
@@ -63,7 +64,8 @@ class BlindSpotTab:
         return [self.field_map, self.field_text, self.growth]
 
 
-def layout() -> BlindSpotTab:
+def layout(explorer: Explorer | None = None) -> BlindSpotTab:
+    """The tab builds its own small random models: it needs none of the explorer's."""
     with gr.Row():
         with gr.Column(scale=1):
             architecture = gr.Radio(list(ARCHITECTURES), value="Original PixelCNN", label="Architecture",
@@ -121,7 +123,7 @@ def clicked_target(evt: gr.SelectData) -> tuple[int, int]:
     return min(FIELD_SIZE - 1, int(y) // MAP_SCALE), min(FIELD_SIZE - 1, int(x) // MAP_SCALE)
 
 
-def wire(tab: BlindSpotTab, demo: gr.Blocks) -> None:
+def wire(tab: BlindSpotTab, page: Page) -> None:
     tab.show.click(receptive_field, tab.inputs, tab.outputs, api_name="receptive_field")
     # every control redraws the map; a slider dragged across many values redraws for the last one
     for control in (tab.architecture, tab.kernel, tab.layers, tab.target_row, tab.target_col):
@@ -129,4 +131,7 @@ def wire(tab: BlindSpotTab, demo: gr.Blocks) -> None:
                        trigger_mode="always_last")
     tab.field_map.select(clicked_target, None, [tab.target_row, tab.target_col], api_visibility="private").then(
         receptive_field, tab.inputs, tab.outputs, api_visibility="private")
-    demo.load(receptive_field, tab.inputs, tab.outputs, api_visibility="private")
+    page.demo.load(receptive_field, tab.inputs, tab.outputs, api_visibility="private")
+
+
+TAB = Tab("Blind spot", layout, wire)

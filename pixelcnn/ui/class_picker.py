@@ -8,8 +8,8 @@ import gradio as gr
 
 from ..images import display_scale
 from ..sampling import CLASS_GUIDANCE, stream
-from .common import (MAX_SAMPLES, PLAYBACK, SUBPIXEL_NOTE, gallery, guidance_slider, play, progress_text,
-                     render_frame, save_png)
+from .common import (PLAYBACK, SUBPIXEL_NOTE, Page, Tab, checked_count, gallery, play, progress_text, render_frame,
+                     sampling_controls, save_png)
 from .models import Explorer, class_choices, sampling_condition
 
 RECENT = 6
@@ -32,10 +32,9 @@ class ClassPickerTab:
     history_state: gr.State
     guidance: gr.Slider
 
-    @property
     def model_outputs(self) -> list:
         """What `model_changed` updates."""
-        return [self.class_name, self.samples, self.progress]
+        return [self.class_name, self.samples, self.progress, self.history, self.history_state]
 
 
 def layout(explorer: Explorer) -> ClassPickerTab:
@@ -44,20 +43,13 @@ def layout(explorer: Explorer) -> ClassPickerTab:
     with gr.Row():
         with gr.Column(scale=1):
             class_name = gr.Dropdown(names, value=names[0] if names else None, label="Class",
-                                     allow_custom_value=True)
-            n_samples = gr.Slider(1, MAX_SAMPLES, value=8, step=1, label="Samples")
-            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
-                                    info="below 1 the likeliest value wins at every pixel, and in a pixel model "
-                                         "that drifts to the background (digits fade to blank squares); for "
-                                         "likeness to the class, raise guidance instead. 0 is greedy decoding")
-            guidance = guidance_slider(CLASS_GUIDANCE, "the class", "class-guidance")
-            seed = gr.Number(value=0, precision=0, label="Seed", info="the seed alone fixes the pixels")
+                                     allow_custom_value=True, elem_id="class-name")
             playback = gr.Radio(PLAYBACK, value=PLAYBACK[0], label="Playback", elem_id="playback",
                                 info="the model is faster than the eye: row by row and pixel by pixel slow the "
                                      "display down, never the pixels")
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="generate")
-                stop = gr.Button("Stop", elem_id="stop")
+            n_samples, temperature, guidance, seed, generate, stop = sampling_controls(
+                "Samples", 8, "Generate", "generate", "stop", (CLASS_GUIDANCE, "the class", "class-guidance"),
+                seed_info="the seed alone fixes the pixels")
         with gr.Column(scale=2):
             samples = gr.Image(show_label=False, format="png", type="pil", buttons=["download"],
                                elem_id="samples", interactive=False, elem_classes=["pixelated"])
@@ -72,9 +64,7 @@ def generate(explorer: Explorer, choice: str, name: str | None, n: float, temper
     """Stream a grid of n samples: yields (grid, progress, gallery, gallery state)."""
     model = explorer.model(choice)
     cfg = model.config
-    n = int(n)
-    if not 1 <= n <= MAX_SAMPLES:
-        raise gr.Error(f"ask for 1 to {MAX_SAMPLES} samples")
+    n = checked_count(n, "samples")
     if temperature is None or not 0 <= float(temperature) <= 10:
         raise gr.Error("temperature must lie between 0 and 10")
     if mode not in PLAYBACK:
@@ -113,14 +103,16 @@ def stopped(recent: list, request: gr.Request = None):
     return f"**Stopped at {where}.** {text}", recent, recent
 
 
-def model_changed(tab: ClassPickerTab, model) -> dict:
-    """Clear the old model's grid; offer the new model's classes."""
-    names = class_choices(model.config)
+def model_changed(tab: ClassPickerTab, explorer: Explorer, choice: str) -> dict:
+    """Clear the old model's grid and recent grids; offer the new model's classes."""
+    names = class_choices(explorer.model(choice).config)
     return {tab.class_name: gr.update(choices=names, value=names[0] if names else None),
-            tab.samples: None, tab.progress: SUBPIXEL_NOTE}
+            tab.samples: None, tab.progress: SUBPIXEL_NOTE, tab.history: [], tab.history_state: []}
 
 
-def wire(tab: ClassPickerTab, explorer: Explorer, model_choice: gr.Dropdown) -> None:
+def wire(tab: ClassPickerTab, page: Page) -> None:
+    explorer, model_choice = page.explorer, page.model_choice
+
     # closures, not partials: Gradio reads the gr.Request type hint to pass the session
     def on_generate(choice: str, name: str | None, n: float, temperature: float, seed: float, recent: list,
                     mode: str = PLAYBACK[0], guidance: float = CLASS_GUIDANCE, request: gr.Request = None):
@@ -137,3 +129,6 @@ def wire(tab: ClassPickerTab, explorer: Explorer, model_choice: gr.Dropdown) -> 
     # cancel first, then report: the report must come after the render's last frame
     tab.stop.click(None, None, None, cancels=[generation], api_visibility="private").then(
         on_stopped, tab.history_state, [tab.progress, tab.history, tab.history_state], api_visibility="private")
+
+
+TAB = Tab("Class picker", layout, wire, model_changed, ClassPickerTab.model_outputs)

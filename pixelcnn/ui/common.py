@@ -1,15 +1,19 @@
-"""What the tabs share: playback pacing, progress text, picture files and the page's CSS."""
+"""What the tabs share: the tab interface (`Tab`, `Page`), the sampling controls and their checks,
+playback pacing, streaming frames and progress text, picture files and the page's CSS."""
 
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
 from PIL import Image
 
 from ..images import UploadError, image_grid, load_upload, outline_pixel
 from ..sampling import SampleProgress
+from .models import Explorer
 
 MAX_SAMPLES = 16          # images per request
 MIN_UPDATE_S = 0.12       # seconds between streamed images at full speed
@@ -28,21 +32,62 @@ img { image-rendering: pixelated; }
 """
 
 
+@dataclass(frozen=True)
+class Page:
+    """What a tab's wiring may use: the models, the page's model picker and the Blocks."""
+
+    explorer: Explorer
+    model_choice: gr.Dropdown
+    demo: gr.Blocks
+
+
+def _no_change(parts: Any, explorer: Explorer, choice: str) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class Tab:
+    """What every tab module exports as `TAB`; `ui.app` builds the page from a list of them.
+
+    layout(explorer) -> parts: builds the tab's components (inside its gr.Tab) and returns them.
+    wire(parts, page): connects the events.
+    model_changed(parts, explorer, choice) -> {component: update}: what a new pick in the page's
+        model picker changes; `model_outputs(parts)` lists those components.
+    """
+
+    title: str
+    layout: Callable[[Explorer], Any]
+    wire: Callable[[Any, Page], None]
+    model_changed: Callable[[Any, Explorer, str], dict] = _no_change
+    model_outputs: Callable[[Any], list] = field(default=lambda parts: [])
+
+
+def checked_count(n: float | None, what: str, most: int = MAX_SAMPLES) -> int:
+    """A count slider's value as an int in [1, most], or a gr.Error that names `what`."""
+    if n is None or not 1 <= float(n) <= most:
+        raise gr.Error(f"ask for 1 to {most} {what}")
+    return int(n)
+
+
 def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
     """A gallery that shows whole images with their captions, pixelated."""
     return gr.Gallery(label=label, columns=columns, fit_columns=False, height=250, object_fit="contain",
                       elem_id=elem_id, allow_preview=True, elem_classes=["pixelated"], format="png")
 
 
+TEMPERATURE_INFO = ("below 1 the likeliest value wins at every pixel, and in a pixel model that drifts to the "
+                    "background: plain, then blank images; for likeness, raise guidance instead. 0 is greedy "
+                    "decoding")
+
+
 def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str,
-                      guidance: tuple[float, str, str]) -> tuple:
+                      guidance: tuple[float, str, str], seed_info: str | None = None) -> tuple:
     """(count slider, temperature, guidance, seed, action button, Stop button) of a tab that streams
     samples; `guidance` is (default, what it makes the images look like, elem_id)."""
     n_samples = gr.Slider(1, MAX_SAMPLES, value=n, step=1, label=what)
-    temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature",
-                            info="0 is greedy decoding: flat, identical images")
+    temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
     guidance_control = guidance_slider(*guidance)
-    seed = gr.Number(value=0, precision=0, label="Seed")
+    seed = gr.Number(value=0, precision=0, label="Seed", info=seed_info)
     with gr.Row():
         run = gr.Button(action, variant="primary", elem_id=elem_id)
         stop = gr.Button("Stop", elem_id=stop_id)

@@ -2,6 +2,7 @@
 each pixel, and how it completes the image from its top rows."""
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -9,7 +10,7 @@ import torch
 
 from ..images import completion_picture, display_scale, distribution_figure, heat_map_with_bar, image_grid
 from ..sampling import given_top_rows, stream
-from .common import ROW_FRAME_S, paced, read_upload
+from .common import ROW_FRAME_S, Page, Tab, paced, read_upload
 from .models import AUTO_CLASS, Explorer, class_choices, class_index
 
 UNIFORM_WARNING = ("**This image is far outside what the model learnt**: above 8 bits/dim it costs more than "
@@ -32,7 +33,6 @@ class LikelihoodTab:
     completion: gr.Image
     state: gr.State
 
-    @property
     def model_outputs(self) -> list:
         """What `model_changed` updates."""
         return [self.lens_class, self.example, self.upload, self.keep_rows, self.model_view, self.surprise,
@@ -141,9 +141,9 @@ def complete(explorer: Explorer, state: dict[str, Any] | None, rows: float, seed
         yield completion_picture(state["x"], event.images, rows, cfg.levels, state["scale"])
 
 
-def model_changed(tab: LikelihoodTab, explorer: Explorer, choice: str, model) -> dict:
+def model_changed(tab: LikelihoodTab, explorer: Explorer, choice: str) -> dict:
     """Drop every output and the measured image of the old model; offer the new model's classes."""
-    cfg = model.config
+    cfg = explorer.model(choice).config
     return {tab.lens_class: gr.update(choices=class_choices(cfg, auto=True),
                                       value=AUTO_CLASS if cfg.conditioning == "class" else None),
             tab.example: gr.update(choices=list(explorer.examples(choice)), value=None),
@@ -152,9 +152,8 @@ def model_changed(tab: LikelihoodTab, explorer: Explorer, choice: str, model) ->
             tab.score_text: "Upload an image or pick a test image, then Measure.", tab.state: None}
 
 
-def wire(tab: LikelihoodTab, explorer: Explorer, model_choice: gr.Dropdown) -> None:
-    from functools import partial
-
+def wire(tab: LikelihoodTab, page: Page) -> None:
+    explorer, model_choice = page.explorer, page.model_choice
     tab.example.change(lambda choice, name: explorer.examples(choice).get(name) if name else gr.skip(),
                        [model_choice, tab.example], tab.upload, api_visibility="private")
     # a file of the user's own replaces the test image: the dropdown no longer names it
@@ -168,3 +167,6 @@ def wire(tab: LikelihoodTab, explorer: Explorer, model_choice: gr.Dropdown) -> N
     tab.surprise.select(on_click, tab.state, [tab.distribution, tab.surprise], api_visibility="private")
     tab.complete.click(partial(complete, explorer), [tab.state, tab.keep_rows, tab.complete_seed], tab.completion,
                        api_name="complete", concurrency_limit=2)
+
+
+TAB = Tab("Likelihood", layout, wire, model_changed, LikelihoodTab.model_outputs)

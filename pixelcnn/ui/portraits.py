@@ -1,24 +1,20 @@
-"""Face upload and interpolation: new portraits of a person from one photo, and one face morphing into
-another at a fixed seed (the paper's section 3.3). Uploads are processed in memory and not kept."""
+"""Portraits from a photo: new portraits of a person from one photo (the paper's section 3.3), and the
+face inputs that the Morph tab shares. Uploads are processed in memory and not kept."""
 
 import math
 from dataclasses import dataclass
 
 import gradio as gr
-import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from ..conditioning import condition_class
 from ..faces import EMBEDDING_DIM, PORTRAIT_GUIDANCE, Face, default_embedder, portraits
-from ..images import UploadError, display_scale, image_grid, open_image
-from ..sampling import between, interpolate
-from .common import MAX_SAMPLES, guidance_slider, play, progress_text, render_frame, sampling_controls
+from ..images import UploadError, display_scale, open_image
+from .common import Page, Tab, checked_count, play, progress_text, render_frame, sampling_controls
 from .models import Explorer
 
 PRIVACY = ("Photos are processed in memory for this request and not kept: nothing is written but the "
            "request's temporary files.")
-MAX_STEPS = 10
 
 
 def portrait_model(explorer: Explorer):
@@ -87,7 +83,7 @@ def face_note(face: Face) -> str:
 
 
 @dataclass
-class FaceTab:
+class PortraitsTab:
     upload: gr.File
     example: gr.Dropdown
     n_samples: gr.Slider
@@ -110,7 +106,7 @@ def checked_guidance(guidance: float | None) -> float:
     return guidance
 
 
-def face_layout(explorer: Explorer) -> FaceTab:
+def layout(explorer: Explorer) -> PortraitsTab:
     gr.Markdown(f"Upload a photo of a face: the model draws new portraits of that person, pixel by pixel, "
                 f"from the face embedding alone (the paper's section 3.3). The shipped weights are a small model "
                 f"trained on a CPU. {measured_likeness(explorer)}{PRIVACY}", elem_id="face-intro")
@@ -130,7 +126,7 @@ def face_layout(explorer: Explorer) -> FaceTab:
             portraits = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
                                  elem_id="face-portraits", elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="face-progress")
-    return FaceTab(upload, example, n_samples, temperature, seed, generate, stop, photo, crop, portraits, progress,
+    return PortraitsTab(upload, example, n_samples, temperature, seed, generate, stop, photo, crop, portraits, progress,
                    guidance)
 
 
@@ -139,9 +135,7 @@ def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n:
     """Stream (photo with box, aligned crop, portraits grid, progress) for one face."""
     model = portrait_model(explorer)
     cfg = model.config
-    n = int(n)
-    if not 1 <= n <= MAX_SAMPLES:
-        raise gr.Error(f"ask for 1 to {MAX_SAMPLES} portraits")
+    n = checked_count(n, "portraits")
     guidance = checked_guidance(guidance)
     face = read_face(explorer, path, example)
     columns = math.ceil(math.sqrt(n))
@@ -155,7 +149,9 @@ def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n:
         yield boxed, face.crop, grid, text + (" · done" if event.finished else "")
 
 
-def face_wire(tab: FaceTab, explorer: Explorer) -> None:
+def wire(tab: PortraitsTab, page: Page) -> None:
+    explorer = page.explorer
+
     def on_generate(path: str | None, example: str | None, n: float, temperature: float, seed: float,
                     guidance: float):
         yield from draw_portraits(explorer, path, example, n, temperature, seed, guidance)
@@ -168,110 +164,4 @@ def face_wire(tab: FaceTab, explorer: Explorer) -> None:
     tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
 
 
-# ------------------------------------------------------------------------------------ interpolation
-@dataclass
-class InterpolationTab:
-    upload_a: gr.File
-    example_a: gr.Dropdown
-    upload_b: gr.File
-    example_b: gr.Dropdown
-    steps: gr.Slider
-    seed: gr.Number
-    generate: gr.Button
-    stop: gr.Button
-    faces: gr.Image
-    row: gr.Image
-    progress: gr.Markdown
-    alpha: gr.Slider
-    single: gr.Image
-    guidance: gr.Slider
-
-
-def interpolation_layout(explorer: Explorer) -> InterpolationTab:
-    names = list(face_examples(explorer))
-    gr.Markdown("Two faces, one seed: every portrait in the row uses the same random numbers, and only the "
-                f"embedding moves from the first person to the second. {PRIVACY}")
-    with gr.Row():
-        with gr.Column():
-            upload_a = gr.File(label="First face", file_types=["image"], type="filepath", elem_id="face-a")
-            example_a = gr.Dropdown(names, value=names[0] if names else None, label="…or an example",
-                                    allow_custom_value=True, elem_id="example-a")
-        with gr.Column():
-            upload_b = gr.File(label="Second face", file_types=["image"], type="filepath", elem_id="face-b")
-            example_b = gr.Dropdown(names, value=names[1] if len(names) > 1 else None, label="…or an example",
-                                    allow_custom_value=True, elem_id="example-b")
-        with gr.Column():
-            steps = gr.Slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)")
-            seed = gr.Number(value=0, precision=0, label="Seed")
-            guidance = guidance_slider(PORTRAIT_GUIDANCE, "the two people", "morph-guidance")
-            with gr.Row():
-                generate = gr.Button("Morph", variant="primary", elem_id="morph")
-                stop = gr.Button("Stop", elem_id="morph-stop")
-    faces = gr.Image(label="The two faces found", type="pil", interactive=False, format="png", buttons=[])
-    row = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
-                   elem_id="morph-row", elem_classes=["pixelated"])
-    progress = gr.Markdown(elem_id="morph-progress")
-    with gr.Row():
-        alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
-                          elem_id="alpha")
-        single = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=[],
-                          elem_id="morph-single", elem_classes=["pixelated"])
-    return InterpolationTab(upload_a, example_a, upload_b, example_b, steps, seed, generate, stop, faces, row,
-                            progress, alpha, single, guidance)
-
-
-def two_faces(explorer: Explorer, a: tuple, b: tuple) -> tuple[Face, Face, Image.Image]:
-    first, second = read_face(explorer, *a), read_face(explorer, *b)
-    side = [photo_with_box(f, 200) for f in (first, second)]
-    canvas = Image.new("RGB", (side[0].width + side[1].width + 10, max(s.height for s in side)), (255, 255, 255))
-    canvas.paste(side[0], (0, 0))
-    canvas.paste(side[1], (side[0].width + 10, 0))
-    return first, second, canvas
-
-
-def morph(explorer: Explorer, path_a: str | None, example_a: str | None, path_b: str | None,
-          example_b: str | None, steps: float, seed: float, guidance: float = PORTRAIT_GUIDANCE):
-    """Stream (both faces, the interpolation row, progress)."""
-    model = portrait_model(explorer)
-    cfg = model.config
-    steps = int(steps)
-    if not 2 <= steps <= MAX_STEPS:
-        raise gr.Error(f"choose 2 to {MAX_STEPS} steps")
-    guidance = checked_guidance(guidance)
-    first, second, canvas = two_faces(explorer, (path_a, example_a), (path_b, example_b))
-    events = interpolate(model, torch.from_numpy(first.embedding), torch.from_numpy(second.embedding), steps,
-                         seed=int(seed or 0), guidance=guidance)
-    scale = display_scale(cfg.width, steps, target=900)
-    for event in play(events, "row by row", cfg.height * cfg.width, steps):
-        grid = image_grid(event.images, nrow=steps, levels=cfg.levels, scale=scale)
-        text = progress_text(event, steps, cfg.image_channels, cfg.width)
-        yield canvas, grid, text + (" · done" if event.finished else "")
-
-
-def at_alpha(explorer: Explorer, path_a: str | None, example_a: str | None, path_b: str | None,
-             example_b: str | None, alpha: float, seed: float, guidance: float = PORTRAIT_GUIDANCE) -> Image.Image:
-    """The portrait at one point between the two faces, with the row's seed."""
-    model = portrait_model(explorer)
-    first, second = read_face(explorer, path_a, example_a), read_face(explorer, path_b, example_b)
-    image = between(model, torch.from_numpy(first.embedding), torch.from_numpy(second.embedding),
-                    float(np.clip(alpha, 0, 1)), seed=int(seed or 0), guidance=checked_guidance(guidance))
-    return image_grid(image, nrow=1, levels=model.config.levels, padding=0,
-                      scale=display_scale(model.config.width, target=256, padding=0))
-
-
-def interpolation_wire(tab: InterpolationTab, explorer: Explorer) -> None:
-    faces_in = [tab.upload_a, tab.example_a, tab.upload_b, tab.example_b]
-
-    def on_morph(path_a, example_a, path_b, example_b, steps: float, seed: float, guidance: float):
-        yield from morph(explorer, path_a, example_a, path_b, example_b, steps, seed, guidance)
-
-    def on_alpha(path_a, example_a, path_b, example_b, alpha: float, seed: float, guidance: float):
-        return at_alpha(explorer, path_a, example_a, path_b, example_b, alpha, seed, guidance)
-
-    run = tab.generate.click(on_morph, [*faces_in, tab.steps, tab.seed, tab.guidance],
-                             [tab.faces, tab.row, tab.progress], api_name="interpolate", concurrency_limit=2)
-    tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
-    tab.alpha.release(on_alpha, [*faces_in, tab.alpha, tab.seed, tab.guidance], tab.single, api_name="between")
-    run.then(on_alpha, [*faces_in, tab.alpha, tab.seed, tab.guidance], tab.single, api_visibility="private")
-    for upload, example in ((tab.upload_a, tab.example_a), (tab.upload_b, tab.example_b)):
-        upload.upload(lambda: None, None, example, api_visibility="private")
+TAB = Tab("Portraits from a photo", layout, wire)
