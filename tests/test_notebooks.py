@@ -25,8 +25,18 @@ def test_the_first_code_cell_is_the_parameters_with_four_presets(path):
     assert "parameters" in first["metadata"].get("tags", [])
     source = "".join(first["source"])
     assert re.search(r'^preset = "(smoke|cpu|gpu|paper)"', source, flags=re.M)
+    from pixelcnn.presets import NOTEBOOK_SETTINGS
+
     body = "".join("".join(c["source"]) for c in code_cells(path)[1:3])
-    assert all(f'"{name}"' in body for name in PRESETS), "the settings name all four presets"
+    assert f'setup("{path.stem}", preset, ROOT)' in body, "the set-up comes from pixelcnn.notebook"
+    assert tuple(NOTEBOOK_SETTINGS[path.stem]) == PRESETS, "its settings, in pixelcnn.presets, name all four presets"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_notebook_copies_a_helper_or_its_settings(path):
+    source = "".join("".join(c["source"]) for c in code_cells(path))
+    assert not re.search(r"^def (curves|gpu_flags)\b", source, flags=re.M), "helpers come from pixelcnn.notebook"
+    assert "SETTINGS = {" not in source and "os.chdir" not in source
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
