@@ -2,8 +2,8 @@
 
 The paper conditions a PixelCNN on the embedding of a face-recognition network trained with a
 triplet loss. The closest that runs offline is dlib's ResNet face descriptor (128 numbers, trained
-with a metric loss on about 3 million faces, 99.38% on LFW), with dlib's HOG face detector and its
-5-point landmarks for alignment. `DlibFaceEmbedder` wraps them behind a small interface, `embed`:
+with a metric loss on about 3 million faces, 99.38% on LFW), with dlib's HOG face detector (its unsure boxes
+checked by dlib's CNN detector) and its 5-point landmarks for alignment. `DlibFaceEmbedder` wraps them behind a small interface, `embed`:
 detect, align, embed, and return the crop it used, so that another embedder can replace it.
 `portraits` draws new portraits of the person in a photo.
 
@@ -26,8 +26,14 @@ from PIL import Image
 from .images import UploadError
 
 EMBEDDING_DIM = 128
-DETECT_MAX_SIDE = 1600      # larger photos are scaled down before detection (a face stays >= ~40 px)
 CHIP_SIZE = 150             # dlib's aligned face chip, the descriptor's input
+DETECT_MAX_PIXELS = 12_000_000   # larger photos are scaled down to this before detection (~1 s of HOG)
+UPSAMPLE_MAX_PIXELS = 3_000_000  # photos up to this size are also searched at twice their size (faces >= ~40 px)
+TURN_MAX_SIDE = 1600             # a photo searched turned is scaled to this side first (a sideways face is big)
+CONFIDENT_SCORE = 0.5       # HOG scores from here up are faces as they stand
+CANDIDATE_SCORE = -0.5      # HOG scores from here to CONFIDENT_SCORE are faces only if the CNN detector agrees
+MAX_CANDIDATES = 4          # unsure boxes checked by the CNN, best first (about 0.2 s each)
+VERIFY_SIDE = 200           # an unsure box is checked on a crop of twice its size, scaled to this side
 
 
 class NoFaceError(UploadError):
@@ -77,14 +83,43 @@ class DlibFaceEmbedder:
         import dlib
 
         self.detector = dlib.get_frontal_face_detector()
+        self.cnn = dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
         self.landmarks = dlib.shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
         self.descriptor = dlib.face_recognition_model_v1(str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
         self._dlib = dlib
 
-    def detect(self, rgb: np.ndarray, upsample: int = 1) -> list:
-        """Face rectangles in an (H, W, 3) uint8 image, largest first."""
-        boxes = list(self.detector(rgb, upsample))
-        return sorted(boxes, key=lambda r: -r.area())
+    def detect(self, rgb: np.ndarray) -> list:
+        """Face rectangles in an (H, W, 3) uint8 image, largest first.
+
+        HOG proposes boxes with a score; a confident one (>= CONFIDENT_SCORE) is a face, an unsure one
+        is a face only if dlib's CNN face detector (MMOD) finds one there too. HOG alone calls a
+        suit's folds a face (score 0.1) and misses a man behind a camera (score -0.1); the CNN is
+        right on both, but takes seconds on a whole photo, so it only checks HOG's few unsure boxes.
+        """
+        upsample = 1 if rgb.shape[0] * rgb.shape[1] <= UPSAMPLE_MAX_PIXELS else 0
+        boxes, scores, _ = self.detector.run(rgb, upsample, CANDIDATE_SCORE)
+        faces, checked = [], 0
+        for box, score in sorted(zip(boxes, scores), key=lambda pair: -pair[1]):
+            if score >= CONFIDENT_SCORE:
+                faces.append(box)
+            elif checked < MAX_CANDIDATES:
+                checked += 1
+                if self.confirmed(rgb, box):
+                    faces.append(box)
+        return sorted(faces, key=lambda r: -r.area())
+
+    def confirmed(self, rgb: np.ndarray, box) -> bool:
+        """Whether the CNN face detector finds a face around `box` (on a crop of twice its size)."""
+        height, width = rgb.shape[:2]
+        half = max(box.width(), box.height())
+        cx, cy = (box.left() + box.right()) // 2, (box.top() + box.bottom()) // 2
+        left, top = max(0, cx - half), max(0, cy - half)
+        crop = Image.fromarray(rgb[top:min(height, cy + half), left:min(width, cx + half)])
+        factor = VERIFY_SIDE / max(crop.size)
+        crop = crop.resize((max(1, round(crop.width * factor)), max(1, round(crop.height * factor))), Image.BILINEAR)
+        x, y = (cx - left) * factor, (cy - top) * factor  # the box's centre in the crop
+        return any(d.rect.left() <= x <= d.rect.right() and d.rect.top() <= y <= d.rect.bottom()
+                   for d in self.cnn(np.asarray(crop), 0))
 
     def embed_box(self, rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
         """(embedding (128,), aligned chip (150, 150, 3)) of the face in `box` (a dlib rectangle)."""
@@ -94,34 +129,34 @@ class DlibFaceEmbedder:
         return vector, chip
 
     def embed(self, photo: Image.Image) -> Face:
-        """Detect, align and embed the largest face of a photo (turned upright if it lies sideways).
-
-        Raises `NoFaceError` when no face is found at any of the four orientations.
-        """
+        """Detect, align and embed the largest face of a photo, turning it only when no upright face
+        is found (a photo that lies sideways). Raises `NoFaceError` when no orientation has a face."""
         rgb_photo = photo.convert("RGB")
         notices = [] if photo.mode in ("RGB", "RGBA") else [
             "a greyscale photo: its grey is used for all three colours" if photo.mode in ("L", "LA", "1", "I", "F")
             else f"a {photo.mode} photo, converted to RGB"]
         for turn in (0, 90, 270, 180):
             turned = rgb_photo.rotate(turn, expand=True) if turn else rgb_photo
-            factor = min(1.0, DETECT_MAX_SIDE / max(turned.size))
+            factor = min(1.0, (DETECT_MAX_PIXELS / (turned.width * turned.height)) ** 0.5)
+            if turn:
+                factor = min(factor, TURN_MAX_SIDE / max(turned.size))
             small = turned if factor == 1 else turned.resize((round(turned.width * factor),
-                                                                round(turned.height * factor)), Image.LANCZOS)
+                                                                round(turned.height * factor)), Image.BILINEAR)
             rgb = np.asarray(small)
-            boxes = self.detect(rgb) or (self.detect(rgb, upsample=2) if max(small.size) <= 800 else [])
-            if boxes:
+            faces = self.detect(rgb)
+            if faces:
                 break
         else:
             raise NoFaceError("no face found in the photo (tried it upright and turned); use a photo where one "
                               "face is clearly visible, about 40 pixels across or more")
         if turn:
-            notices.append(f"the photo lay sideways: turned by {turn} degrees to find the face")
-        if len(boxes) > 1:
-            notices.append(f"{len(boxes)} faces found: the largest is used")
-        vector, chip = self.embed_box(rgb, boxes[0])
-        b = boxes[0]
+            notices.append(f"no face upright, so the photo was turned by {turn} degrees to find one")
+        if len(faces) > 1:
+            notices.append(f"{len(faces)} faces found: the largest is used")
+        vector, chip = self.embed_box(rgb, faces[0])
+        b = faces[0]
         box = tuple(int(round(v / factor)) for v in (b.left(), b.top(), b.right(), b.bottom()))
-        return Face(vector, box, Image.fromarray(chip), len(boxes), notices, turned)
+        return Face(vector, box, Image.fromarray(chip), len(faces), notices, turned)
 
     def embed_crop(self, crop: np.ndarray, size: int = 160) -> tuple[np.ndarray, bool]:
         """Embedding of a face crop (H, W, 3) uint8, upscaled to `size`; (embedding, detected).
@@ -130,7 +165,7 @@ class DlibFaceEmbedder:
         are centred faces), and `detected` is False.
         """
         rgb = np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
-        boxes = self.detect(rgb)
+        boxes = sorted(self.detector(rgb, 1), key=lambda r: -r.area())  # HOG alone, as the cached embeddings
         box = boxes[0] if boxes else self._dlib.rectangle(0, 0, size - 1, size - 1)
         return self.embed_box(rgb, box)[0], bool(boxes)
 

@@ -73,6 +73,40 @@ def test_photos_the_embedder_must_handle():
         embedder.embed(Image.new("RGB", (300, 200), (90, 90, 90)))
 
 
+PHOTOS = Path(__file__).parent / "data" / "faces"  # free photos: see their README
+
+
+def test_a_one_person_portrait_has_one_face():
+    """HOG alone also boxes the suit below the face (score 0.1): the CNN check turns it down."""
+    face = default_embedder().embed(Image.open(PHOTOS / "astronaut.jpg"))
+    left, top, right, bottom = face.box
+    assert face.faces_found == 1 and not any("faces found" in n for n in face.notices)
+    assert 150 <= left and right <= 290 and 50 <= top and bottom <= 190  # her face, not the suit
+
+
+def test_an_upright_photo_is_not_turned():
+    """HOG alone misses the man behind the camera upright and finds a false face turned by 90 degrees."""
+    photo = Image.open(PHOTOS / "camera.png")
+    face = default_embedder().embed(photo)
+    assert not any("turned" in n for n in face.notices), face.notices
+    assert "greyscale photo" in " ".join(face.notices) and face.photo.size == photo.size
+    left, top, right, bottom = face.box
+    assert 180 <= left and right <= 300 and 100 <= top and bottom <= 220  # his face, upright
+
+
+def test_a_70_pixel_face_in_a_12_megapixel_photo_is_found():
+    rng = np.random.default_rng(0)
+    background = np.linspace(60, 200, 4000)[None, :, None] * np.ones((3000, 1, 3)) + rng.normal(0, 12, (3000, 4000, 3))
+    photo = Image.fromarray(background.clip(0, 255).astype(np.uint8))
+    astronaut = Image.open(PHOTOS / "astronaut.jpg")
+    photo.paste(astronaut.crop((150, 40, 300, 210)).resize((117, 132), Image.LANCZOS), (2600, 1800))  # face ~70 px
+    face = default_embedder().embed(photo)
+    left, top, right, bottom = face.box
+    assert 2600 <= left and right <= 2717 and 1800 <= top and bottom <= 1932 and 55 <= right - left <= 90
+    reference = default_embedder().embed(astronaut)
+    assert np.linalg.norm(face.embedding - reference.embedding) < 0.45  # the same person
+
+
 def test_the_people_split_keeps_held_out_people_out_of_training():
     labels = np.repeat(np.arange(60), 12)
     train, test = split_people(labels, held_out=25)
