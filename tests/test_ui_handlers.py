@@ -63,12 +63,20 @@ def test_generate_streams_rows_and_ends_with_a_gallery_entry(explorer):
 
 
 def test_stop_reports_the_row_and_keeps_the_partial_grid(explorer):
+    """Stop is cooperative: the run sees the mark at its next frame and ends there by itself."""
     events = class_picker.generate(explorer, explorer.first, "a", 2, 1.0, 0, [], "row by row")
-    next(events)  # one row shown, then the user stops
-    events.close()
-    text, gallery, _ = class_picker.stopped([])
-    assert text.startswith("**Stopped at row") and gallery[0][1].endswith("stopped")
-    assert class_picker.stopped([]) == (gr.skip(), gr.skip(), gr.skip())  # nothing left to report
+    grid, text, _, _ = next(events)  # one row shown, then the user stops
+    assert "Stopped" not in text
+    class_picker.STOP.stop(None)
+    frames = list(events)
+    assert len(frames) == 1, "the run ends at the frame after Stop"
+    grid, text, gallery, state = frames[0]
+    assert text.startswith("**Stopped at row") and gallery[0][1].endswith("stopped") and gallery == state
+    assert grid is not None
+    # a new run forgets a Stop that came after the last one ended
+    class_picker.STOP.stop(None)
+    *_, last = class_picker.generate(explorer, explorer.first, "a", 2, 1.0, 0, [], "full speed")
+    assert last[1].endswith("done")
 
 
 def test_a_model_switch_clears_every_output_of_the_old_model(explorer):

@@ -1,6 +1,7 @@
 """The page: a header, the model picker, and the tabs of `TABS`, each a module's `Tab`. A model change
 asks every tab for its updates, by component, and applies them together."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import gradio as gr
 from .. import from_pretrained
 from ..hub import CheckpointError
 from . import autoencoder, blind_spot, class_picker, likelihood, morph, portraits
-from .common import CSS, Page
+from .common import CSS, LOG, Page, refused_note, refusing
 from .models import Explorer
 
 # the page's tabs, in order: a new tab is a module with a `TAB` and a line here
@@ -26,6 +27,7 @@ def load_hub(explorer: Explorer, repo_id: str | None, current: str | None):
     try:
         model = from_pretrained(repo_id)
     except CheckpointError as e:
+        LOG.info("refused input: %s", e)
         gr.Warning(str(e))
         line = explorer.describe(current) if current else ""
         return gr.update(), f"{line}\n\n*Could not load `{repo_id}`: {e}*"
@@ -61,7 +63,10 @@ def build(explorer: Explorer) -> gr.Blocks:
 
         outputs = [model_status, *(c for tab, built in zip(TABS, parts) for c in tab.model_outputs(built))]
         model_choice.change(on_model, model_choice, outputs, api_visibility="private")
-        hub_button.click(lambda repo, current: load_hub(explorer, repo, current), [hub_id, model_choice],
+        def on_hub(repo: str | None, current: str | None):
+            return load_hub(explorer, repo, current)
+
+        hub_button.click(refusing(on_hub, lambda message: (gr.skip(), refused_note(message))), [hub_id, model_choice],
                          [model_choice, model_status], api_name="load_hub")
         page = Page(explorer, model_choice, demo)
         for tab, built in zip(TABS, parts):
@@ -72,6 +77,8 @@ def build(explorer: Explorer) -> gr.Blocks:
 def launch(weights: Path, host: str, port: int, share: bool) -> None:
     """Build the app on a folder of models and serve it (queue of two jobs, bounded uploads)."""
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "5")  # an unreachable Hub fails fast
+    # one line per refused input (`common.refusing`); real faults keep Gradio's tracebacks
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     demo = build(Explorer(weights))
     demo.queue(default_concurrency_limit=2, max_size=32)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", show_error=True, css=CSS)

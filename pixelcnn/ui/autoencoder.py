@@ -10,9 +10,11 @@ import gradio as gr
 from ..autoencoder import (RECONSTRUCTION_GUIDANCE, MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction,
                            reconstructions)
 from ..images import display_scale, image_grid
-from .common import Page, Tab, checked_count, play, progress_text, read_upload, render_frame, sampling_controls
+from .common import (Page, Stopper, Tab, checked_count, play, progress_text, read_upload, refused_note, refusing,
+                     render_frame, sampling_controls, stop_note)
 from .models import Explorer
 
+STOP = Stopper()
 EXPLANATION = ("The MSE decoder must give one answer, so it returns the average of every image the code allows: "
                "a blur. The PixelCNN decoder reads that blur as a sketch and samples: each decoding is a sharp "
                "image with the sketch's layout and colours and its own details, which the code had no room for.")
@@ -125,7 +127,8 @@ def chosen(explorer: Explorer, code: str | None) -> AutoEncoders:
 
 
 def encode_and_decode(explorer: Explorer, path: str | None, example: str | None, code: str | None, n: float,
-                      temperature: float, seed: float, guidance: float = RECONSTRUCTION_GUIDANCE):
+                      temperature: float, seed: float, guidance: float = RECONSTRUCTION_GUIDANCE,
+                      request: gr.Request | None = None):
     """Stream (image as seen, MSE reconstruction, PixelCNN decodings, progress)."""
     pair = chosen(explorer, code)
     model = pair.pixelcnn
@@ -147,23 +150,28 @@ def encode_and_decode(explorer: Explorer, path: str | None, example: str | None,
     note = ("Notice: " + "; ".join(notices) + ". ") if notices else ""
     events = reconstructions(model, x, n, seed=int(seed or 0), temperature=float(temperature or 0),
                              guidance=guidance)
+    key = STOP.start(request)
     for event in play(events, "row by row", cfg.height * cfg.width, n):
         grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=grid_scale, outline=False)
         text = f"{note}{code}: {progress_text(event, n, cfg.image_channels, cfg.width)}"
+        if not event.finished and STOP.requested(key):
+            events.close()
+            yield seen, blurred, grid, f"{stop_note(event, cfg.image_channels, cfg.width)} {text}"
+            return
         yield seen, blurred, grid, text + (" · done" if event.finished else "")
 
 
 def wire(tab: AutoEncoderTab, page: Page) -> None:
     explorer = page.explorer
 
-    def on_decode(path, example, code, n, temperature, seed, guidance):
-        yield from encode_and_decode(explorer, path, example, code, n, temperature, seed, guidance)
+    def on_decode(path, example, code, n, temperature, seed, guidance, request: gr.Request):
+        yield from encode_and_decode(explorer, path, example, code, n, temperature, seed, guidance, request)
 
-    run = tab.decode.click(on_decode, [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed,
-                                       tab.guidance],
-                           [tab.original, tab.mse, tab.decodings, tab.progress], api_name="autoencode",
-                           concurrency_limit=2)
-    tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
+    nothing_decoded = lambda message: (None, None, None, refused_note(message))  # noqa: E731
+    tab.decode.click(refusing(on_decode, nothing_decoded),
+                     [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed, tab.guidance],
+                     [tab.original, tab.mse, tab.decodings, tab.progress], api_name="autoencode", concurrency_limit=2)
+    STOP.wire(tab.stop)
     # a file of the user's own replaces the test image: the dropdown no longer names it
     tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
 

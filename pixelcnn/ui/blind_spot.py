@@ -8,7 +8,7 @@ import torch
 from ..config import PixelCNNConfig
 from ..images import FIELD_COLOURS, receptive_field_picture
 from ..receptive_field import blind_spot, dependency_map, field_by_depth, random_model
-from .common import Page, Tab, gallery
+from .common import Page, Slider, Tab, gallery, refused_note, refusing
 from .models import Explorer
 
 FIELD_SIZE = 12           # the tab's image is FIELD_SIZE x FIELD_SIZE
@@ -70,10 +70,10 @@ def layout(explorer: Explorer | None = None) -> BlindSpotTab:
         with gr.Column(scale=1):
             architecture = gr.Radio(list(ARCHITECTURES), value="Original PixelCNN", label="Architecture",
                                     elem_id="architecture")
-            layers = gr.Slider(1, MAX_FIELD_LAYERS, value=6, step=1, label="Layers", elem_id="layers")
+            layers = Slider(1, MAX_FIELD_LAYERS, value=6, step=1, label="Layers", elem_id="layers")
             kernel = gr.Radio([3, 5, 7], value=3, label="Kernel size", elem_id="kernel")
-            target_row = gr.Slider(0, FIELD_SIZE - 1, value=8, step=1, label="Target row")
-            target_col = gr.Slider(0, FIELD_SIZE - 1, value=5, step=1, label="Target column")
+            target_row = Slider(0, FIELD_SIZE - 1, value=8, step=1, label="Target row", elem_id="target-row")
+            target_col = Slider(0, FIELD_SIZE - 1, value=5, step=1, label="Target column")
             show = gr.Button("Show receptive field", variant="primary", elem_id="show-field")
         with gr.Column(scale=2):
             with gr.Row():
@@ -124,14 +124,14 @@ def clicked_target(evt: gr.SelectData) -> tuple[int, int]:
 
 
 def wire(tab: BlindSpotTab, page: Page) -> None:
-    tab.show.click(receptive_field, tab.inputs, tab.outputs, api_name="receptive_field")
+    redraw = refusing(receptive_field, lambda message: (gr.skip(), refused_note(message), gr.skip()))
+    tab.show.click(redraw, tab.inputs, tab.outputs, api_name="receptive_field")
     # every control redraws the map; a slider dragged across many values redraws for the last one
     for control in (tab.architecture, tab.kernel, tab.layers, tab.target_row, tab.target_col):
-        control.change(receptive_field, tab.inputs, tab.outputs, api_visibility="private",
-                       trigger_mode="always_last")
+        control.change(redraw, tab.inputs, tab.outputs, api_visibility="private", trigger_mode="always_last")
     tab.field_map.select(clicked_target, None, [tab.target_row, tab.target_col], api_visibility="private").then(
-        receptive_field, tab.inputs, tab.outputs, api_visibility="private")
-    page.demo.load(receptive_field, tab.inputs, tab.outputs, api_visibility="private")
+        redraw, tab.inputs, tab.outputs, api_visibility="private")
+    page.demo.load(redraw, tab.inputs, tab.outputs, api_visibility="private")
 
 
 TAB = Tab("Blind spot", layout, wire)

@@ -2,19 +2,17 @@
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
 from ..images import display_scale
 from ..sampling import CLASS_GUIDANCE, stream
-from .common import (PLAYBACK, SUBPIXEL_NOTE, Page, Tab, checked_count, gallery, play, progress_text, render_frame,
-                     sampling_controls, save_png)
+from .common import (PLAYBACK, SUBPIXEL_NOTE, Page, Stopper, Tab, checked_count, gallery, play, progress_text,
+                     refused_note, refusing, render_frame, sampling_controls, save_png, stop_note)
 from .models import Explorer, class_choices, sampling_condition
 
 RECENT = 6
-# the latest frame of each session's render, so that Stop can report and keep it: session -> (grid, text, label)
-_LAST_FRAME: dict[str, tuple[Any, str, str]] = {}
+STOP = Stopper()
 
 
 @dataclass
@@ -79,28 +77,19 @@ def generate(explorer: Explorer, choice: str, name: str | None, n: float, temper
     every = cfg.image_channels if mode == "pixel by pixel" else None  # one event per pixel, or per row
     events = stream(model, n, cond, seed=seed, temperature=float(temperature), every=every, guidance=guidance)
     label = f"{name or 'sample'} · seed {seed}" + (f" · guidance {guidance:g}" if guidance != 1 else "")
-    session = getattr(request, "session_hash", None) or "local"
+    key = STOP.start(request)
     for event in play(events, mode, cfg.height * cfg.width, n):
         grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=scale, outline=mode == "pixel by pixel")
         text = progress_text(event, n, cfg.image_channels, cfg.width)
-        _LAST_FRAME[session] = (grid, text, label)
+        if not event.finished and STOP.requested(key):  # keep the partial grid, say where it stopped
+            events.close()
+            recent = ([(save_png(grid, "pixelcnn-stopped-"), f"{label} · stopped")] + list(recent or []))[:RECENT]
+            yield grid, f"{stop_note(event, cfg.image_channels, cfg.width)} {text}", recent, recent
+            return
         if not event.finished:
             yield grid, text, gr.skip(), gr.skip()
-    _LAST_FRAME.pop(session, None)
     recent = ([(save_png(grid, "pixelcnn-samples-"), label)] + list(recent or []))[:RECENT]
     yield grid, text + " · done", recent, recent
-
-
-def stopped(recent: list, request: gr.Request = None):
-    """After Stop: say where the render stopped and keep the partial grid in the gallery."""
-    session = getattr(request, "session_hash", None) or "local"
-    frame = _LAST_FRAME.pop(session, None)
-    if frame is None:
-        return gr.skip(), gr.skip(), gr.skip()
-    grid, text, label = frame
-    where = text.split(" · ")[1] if " · row " in text else text
-    recent = ([(save_png(grid, "pixelcnn-stopped-"), f"{label} · stopped")] + list(recent or []))[:RECENT]
-    return f"**Stopped at {where}.** {text}", recent, recent
 
 
 def model_changed(tab: ClassPickerTab, explorer: Explorer, choice: str) -> dict:
@@ -118,17 +107,13 @@ def wire(tab: ClassPickerTab, page: Page) -> None:
                     mode: str = PLAYBACK[0], guidance: float = CLASS_GUIDANCE, request: gr.Request = None):
         yield from generate(explorer, choice, name, n, temperature, seed, recent, mode, guidance, request)
 
-    generation = tab.generate.click(
-        on_generate,
+    nothing_drawn = lambda message: (None, refused_note(message), gr.skip(), gr.skip())  # noqa: E731
+    tab.generate.click(
+        refusing(on_generate, nothing_drawn),
         [model_choice, tab.class_name, tab.n_samples, tab.temperature, tab.seed, tab.history_state, tab.playback,
          tab.guidance],
         [tab.samples, tab.progress, tab.history, tab.history_state], api_name="generate", concurrency_limit=2)
-    def on_stopped(recent: list, request: gr.Request = None):
-        return stopped(recent, request)
-
-    # cancel first, then report: the report must come after the render's last frame
-    tab.stop.click(None, None, None, cancels=[generation], api_visibility="private").then(
-        on_stopped, tab.history_state, [tab.progress, tab.history, tab.history_state], api_visibility="private")
+    STOP.wire(tab.stop)
 
 
 TAB = Tab("Class picker", layout, wire, model_changed, ClassPickerTab.model_outputs)

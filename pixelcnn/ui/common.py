@@ -1,8 +1,12 @@
 """What the tabs share: the tab interface (`Tab`, `Page`), the sampling controls and their checks,
 playback pacing, streaming frames and progress text, picture files and the page's CSS."""
 
+import functools
+import inspect
+import logging
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +19,7 @@ from ..images import UploadError, image_grid, load_upload, outline_pixel
 from ..sampling import SampleProgress
 from .models import Explorer
 
+LOG = logging.getLogger("pixelcnn.ui")
 MAX_SAMPLES = 16          # images per request
 MIN_UPDATE_S = 0.12       # seconds between streamed images at full speed
 ROW_FRAME_S = 0.1         # row by row: each finished row stays on screen at least this long
@@ -30,6 +35,20 @@ img { image-rendering: pixelated; }
 .pixelated img, .pixelated canvas { image-rendering: pixelated; }
 #history .thumbnail-item img, #growth .thumbnail-item img { object-fit: contain !important; }
 """
+
+
+class Slider(gr.Slider):
+    """A slider that takes a typed value beyond its range as the nearest end, where Gradio's own
+    refuses it with an error toast that stays (and wipes the outputs of the event it feeds)."""
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "slider"  # the browser draws it as the slider it is
+
+    def preprocess(self, payload: float | None) -> float | None:
+        if payload is not None:
+            payload = min(max(float(payload), self.minimum), self.maximum)
+        return super().preprocess(payload)
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,46 @@ class Tab:
     model_outputs: Callable[[Any], list] = field(default=lambda parts: [])
 
 
+def refusing(handler: Callable, outputs: Callable[[str], Any], quiet: bool = False) -> Callable:
+    """`handler` with its expected refusals (a `gr.Error` it raises, an `UploadError` such as a photo
+    without a face) turned into a warning that goes away, one log line, and `outputs(message)`: every
+    output of the tab in a consistent state, the message in its text. No red "Error" badge, no stale
+    result beside the message, no traceback in the log. Anything else is a real fault and goes on up,
+    to Gradio's error display and its traceback.
+
+    The wrapper keeps the handler's signature (Gradio reads its gr.Request and SelectData hints) and
+    is a generator function when the handler is one (Gradio streams it). `quiet`: no warning and no
+    log line, for a handler chained after one that already said it."""
+    def refuse(error: Exception):
+        message = getattr(error, "message", None) or str(error)
+        if not quiet:
+            LOG.info("refused input: %s", message)
+            gr.Warning(message, duration=8)
+        return outputs(message)
+
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def streaming(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except (gr.Error, UploadError) as e:
+                yield refuse(e)
+        return streaming
+
+    @functools.wraps(handler)
+    def plain(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except (gr.Error, UploadError) as e:
+            return refuse(e)
+    return plain
+
+
+def refused_note(message: str) -> str:
+    """A refusal as the tab's text says it."""
+    return f"**Not done:** {message}"
+
+
 def checked_count(n: float | None, what: str, most: int = MAX_SAMPLES) -> int:
     """A count slider's value as an int in [1, most], or a gr.Error that names `what`."""
     if n is None or not 1 <= float(n) <= most:
@@ -84,8 +143,8 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
                       guidance: tuple[float, str, str], seed_info: str | None = None) -> tuple:
     """(count slider, temperature, guidance, seed, action button, Stop button) of a tab that streams
     samples; `guidance` is (default, what it makes the images look like, elem_id)."""
-    n_samples = gr.Slider(1, MAX_SAMPLES, value=n, step=1, label=what)
-    temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
+    n_samples = Slider(1, MAX_SAMPLES, value=n, step=1, label=what)
+    temperature = Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
     guidance_control = guidance_slider(*guidance)
     seed = gr.Number(value=0, precision=0, label="Seed", info=seed_info)
     with gr.Row():
@@ -96,7 +155,7 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
 
 def guidance_slider(default: float, likeness: str, elem_id: str) -> gr.Slider:
     """The guidance w of classifier-free guidance, with what it trades in one line."""
-    return gr.Slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
+    return Slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
                      info=f"trades variety for likeness: higher looks more like {likeness} but the images vary "
                           f"less; 1 samples the model as trained, 0 ignores {likeness}")
 
@@ -120,7 +179,7 @@ def paced(events: Iterator[SampleProgress], frame_s: float) -> Iterator[SamplePr
     """Slow motion: pass on every event, each at least frame_s after the one before.
 
     The cached sampler renders a small image in a fraction of a second, faster than a browser can
-    show the rows; pausing between events lets the user watch it. Stop cancels during a pause.
+    show the rows; pausing between events lets the user watch it. Stop takes effect at the next event.
     """
     last = -math.inf
     for event in events:
@@ -168,6 +227,57 @@ def play(events: Iterator[SampleProgress], mode: str, pixels: int, images: int) 
     if mode == "full speed":
         return throttled(events, MIN_UPDATE_S)
     raise gr.Error(f"playback must be one of {PLAYBACK}")
+
+
+class Stopper:
+    """Stop, cooperatively: a Stop click marks the session's run of one tab, and the run's generator
+    sees the mark at its next frame and ends there by itself, keeping what it drew and saying where
+    it stopped.
+
+    Cancelling the Gradio event instead (`cancels=`) raced with the run's own frames: about one Stop
+    in four left the outputs marked "Error" and wiped the grid and the gallery.
+    """
+
+    def __init__(self) -> None:
+        self._marked: set[str] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def session(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "local"
+
+    def start(self, request: gr.Request | None) -> str:
+        """A new run of this session: forget an old Stop; returns the key `requested` takes."""
+        key = self.session(request)
+        with self._lock:
+            self._marked.discard(key)
+        return key
+
+    def stop(self, request: gr.Request | None = None) -> None:
+        """The Stop button's handler."""
+        with self._lock:
+            self._marked.add(self.session(request))
+
+    def requested(self, key: str) -> bool:
+        """Whether Stop was clicked since the run started (the mark is used up)."""
+        with self._lock:
+            if key in self._marked:
+                self._marked.discard(key)
+                return True
+        return False
+
+    def wire(self, button: gr.Button) -> None:
+        """The Stop button marks the run; it needs no queue slot, so it acts at once."""
+        def on_stop(request: gr.Request):  # a closure: Gradio reads the gr.Request hint to pass the session
+            self.stop(request)
+
+        button.click(on_stop, None, None, api_visibility="private", queue=False)
+
+
+def stop_note(event: SampleProgress, channels: int, width: int) -> str:
+    """"Stopped at row r, column c." for the frame a run stopped at."""
+    row, col = current_pixel(event, channels, width)
+    return f"**Stopped at row {row}, column {col}.**"
 
 
 def current_pixel(event: SampleProgress, channels: int, width: int) -> tuple[int, int]:

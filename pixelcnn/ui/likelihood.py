@@ -10,7 +10,7 @@ import torch
 
 from ..images import completion_picture, display_scale, distribution_figure, heat_map_with_bar, image_grid
 from ..sampling import given_top_rows, stream
-from .common import ROW_FRAME_S, Page, Tab, paced, read_upload
+from .common import ROW_FRAME_S, Page, Slider, Tab, paced, read_upload, refused_note, refusing
 from .models import AUTO_CLASS, Explorer, class_choices, class_index
 
 UNIFORM_WARNING = ("**This image is far outside what the model learnt**: above 8 bits/dim it costs more than "
@@ -61,7 +61,7 @@ def layout(explorer: Explorer) -> LikelihoodTab:
                                      "for the model's prediction there.", elem_id="score")
             distribution = gr.Plot(show_label=False, elem_id="distribution")
     with gr.Row():
-        keep_rows = gr.Slider(1, max(2, (config.height if config else 28) - 1), value=14, step=1,
+        keep_rows = Slider(1, max(2, (config.height if config else 28) - 1), value=14, step=1,
                               label="Keep the top rows")
         complete_seed = gr.Number(value=0, precision=0, label="Seed")
         complete = gr.Button("Complete the rest", elem_id="complete")
@@ -158,14 +158,16 @@ def wire(tab: LikelihoodTab, page: Page) -> None:
                        [model_choice, tab.example], tab.upload, api_visibility="private")
     # a file of the user's own replaces the test image: the dropdown no longer names it
     tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
-    tab.measure.click(partial(measure, explorer), [model_choice, tab.upload, tab.lens_class, tab.example],
+    nothing_measured = lambda message: (None, None, refused_note(message), None, None)  # noqa: E731
+    tab.measure.click(refusing(partial(measure, explorer), nothing_measured),
+                      [model_choice, tab.upload, tab.lens_class, tab.example],
                       [tab.model_view, tab.surprise, tab.score_text, tab.state, tab.distribution],
                       api_name="likelihood")
     def on_click(state: dict | None, evt: gr.SelectData):  # a closure: Gradio reads the SelectData hint
         return pixel_distribution(explorer, state, evt)
 
-    tab.surprise.select(on_click, tab.state, [tab.distribution, tab.surprise], api_visibility="private")
-    tab.complete.click(partial(complete, explorer), [tab.state, tab.keep_rows, tab.complete_seed], tab.completion,
+    tab.surprise.select(refusing(on_click, lambda message: (gr.skip(), gr.skip())), tab.state, [tab.distribution, tab.surprise], api_visibility="private")
+    tab.complete.click(refusing(partial(complete, explorer), lambda message: None), [tab.state, tab.keep_rows, tab.complete_seed], tab.completion,
                        api_name="complete", concurrency_limit=2)
 
 

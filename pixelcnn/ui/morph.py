@@ -11,11 +11,13 @@ from PIL import Image
 from ..faces import PORTRAIT_GUIDANCE, Face
 from ..images import display_scale, image_grid
 from ..sampling import between, interpolate
-from .common import Page, Tab, guidance_slider, play, progress_text
+from .common import (Page, Slider, Stopper, Tab, guidance_slider, play, progress_text, refused_note, refusing,
+                     stop_note)
 from .models import Explorer
 from .portraits import PRIVACY, checked_guidance, face_examples, photo_with_box, portrait_model, read_face
 
 MAX_STEPS = 10
+STOP = Stopper()
 
 
 @dataclass
@@ -50,7 +52,7 @@ def layout(explorer: Explorer) -> MorphTab:
             example_b = gr.Dropdown(names, value=names[1] if len(names) > 1 else None, label="…or an example",
                                     allow_custom_value=True, elem_id="example-b")
         with gr.Column():
-            steps = gr.Slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)")
+            steps = Slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)")
             seed = gr.Number(value=0, precision=0, label="Seed")
             guidance = guidance_slider(PORTRAIT_GUIDANCE, "the two people", "morph-guidance")
             with gr.Row():
@@ -61,7 +63,7 @@ def layout(explorer: Explorer) -> MorphTab:
                    elem_id="morph-row", elem_classes=["pixelated"])
     progress = gr.Markdown(elem_id="morph-progress")
     with gr.Row():
-        alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
+        alpha = Slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
                           elem_id="alpha")
         single = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=[],
                           elem_id="morph-single", elem_classes=["pixelated"])
@@ -79,7 +81,8 @@ def two_faces(explorer: Explorer, a: tuple, b: tuple) -> tuple[Face, Face, Image
 
 
 def morph(explorer: Explorer, path_a: str | None, example_a: str | None, path_b: str | None,
-          example_b: str | None, steps: float, seed: float, guidance: float = PORTRAIT_GUIDANCE):
+          example_b: str | None, steps: float, seed: float, guidance: float = PORTRAIT_GUIDANCE,
+          request: gr.Request | None = None):
     """Stream (both faces, the interpolation row, progress)."""
     model = portrait_model(explorer)
     cfg = model.config
@@ -91,9 +94,14 @@ def morph(explorer: Explorer, path_a: str | None, example_a: str | None, path_b:
     events = interpolate(model, torch.from_numpy(first.embedding), torch.from_numpy(second.embedding), steps,
                          seed=int(seed or 0), guidance=guidance)
     scale = display_scale(cfg.width, steps, target=900)
+    key = STOP.start(request)
     for event in play(events, "row by row", cfg.height * cfg.width, steps):
         grid = image_grid(event.images, nrow=steps, levels=cfg.levels, scale=scale)
         text = progress_text(event, steps, cfg.image_channels, cfg.width)
+        if not event.finished and STOP.requested(key):
+            events.close()
+            yield canvas, grid, f"{stop_note(event, cfg.image_channels, cfg.width)} {text}"
+            return
         yield canvas, grid, text + (" · done" if event.finished else "")
 
 
@@ -112,17 +120,22 @@ def wire(tab: MorphTab, page: Page) -> None:
     explorer = page.explorer
     faces_in = [tab.upload_a, tab.example_a, tab.upload_b, tab.example_b]
 
-    def on_morph(path_a, example_a, path_b, example_b, steps: float, seed: float, guidance: float):
-        yield from morph(explorer, path_a, example_a, path_b, example_b, steps, seed, guidance)
+    def on_morph(path_a, example_a, path_b, example_b, steps: float, seed: float, guidance: float,
+                 request: gr.Request):
+        yield from morph(explorer, path_a, example_a, path_b, example_b, steps, seed, guidance, request)
 
     def on_alpha(path_a, example_a, path_b, example_b, alpha: float, seed: float, guidance: float):
         return at_alpha(explorer, path_a, example_a, path_b, example_b, alpha, seed, guidance)
 
-    run = tab.generate.click(on_morph, [*faces_in, tab.steps, tab.seed, tab.guidance],
+    run = tab.generate.click(refusing(on_morph, lambda message: (None, None, refused_note(message))),
+                             [*faces_in, tab.steps, tab.seed, tab.guidance],
                              [tab.faces, tab.row, tab.progress], api_name="interpolate", concurrency_limit=2)
-    tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
-    tab.alpha.release(on_alpha, [*faces_in, tab.alpha, tab.seed, tab.guidance], tab.single, api_name="between")
-    run.then(on_alpha, [*faces_in, tab.alpha, tab.seed, tab.guidance], tab.single, api_visibility="private")
+    STOP.wire(tab.stop)
+    tab.alpha.release(refusing(on_alpha, lambda message: None), [*faces_in, tab.alpha, tab.seed, tab.guidance],
+                      tab.single, api_name="between")
+    # after the row, the portrait at alpha; a refused row has said why already
+    run.then(refusing(on_alpha, lambda message: None, quiet=True), [*faces_in, tab.alpha, tab.seed, tab.guidance],
+             tab.single, api_visibility="private")
     for upload, example in ((tab.upload_a, tab.example_a), (tab.upload_b, tab.example_b)):
         upload.upload(lambda: None, None, example, api_visibility="private")
 

@@ -10,9 +10,11 @@ from PIL import Image, ImageDraw
 from ..conditioning import condition_class
 from ..faces import EMBEDDING_DIM, PORTRAIT_GUIDANCE, Face, default_embedder, portraits
 from ..images import UploadError, display_scale, open_image
-from .common import Page, Tab, checked_count, play, progress_text, render_frame, sampling_controls
+from .common import (Page, Stopper, Tab, checked_count, play, progress_text, refused_note, refusing, render_frame,
+                     sampling_controls, stop_note)
 from .models import Explorer
 
+STOP = Stopper()
 PRIVACY = ("Photos are processed in memory for this request and not kept: nothing is written but the "
            "request's temporary files.")
 
@@ -131,7 +133,7 @@ def layout(explorer: Explorer) -> PortraitsTab:
 
 
 def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n: float, temperature: float,
-                   seed: float, guidance: float = PORTRAIT_GUIDANCE):
+                   seed: float, guidance: float = PORTRAIT_GUIDANCE, request: gr.Request | None = None):
     """Stream (photo with box, aligned crop, portraits grid, progress) for one face."""
     model = portrait_model(explorer)
     cfg = model.config
@@ -143,24 +145,29 @@ def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n:
     _, events = portraits(model, face.embedding, n, seed=int(seed or 0), temperature=float(temperature or 0),
                           guidance=guidance)
     boxed, note = photo_with_box(face), face_note(face)
+    key = STOP.start(request)
     for event in play(events, "row by row", cfg.height * cfg.width, n):
         grid = render_frame(event, nrow=columns, levels=cfg.levels, scale=scale, outline=False)
-        text = f"{note} {progress_text(event, n, cfg.image_channels, cfg.width)}"
-        yield boxed, face.crop, grid, text + (" · done" if event.finished else "")
+        text = progress_text(event, n, cfg.image_channels, cfg.width)
+        if not event.finished and STOP.requested(key):
+            events.close()
+            yield boxed, face.crop, grid, f"{stop_note(event, cfg.image_channels, cfg.width)} {note} {text}"
+            return
+        yield boxed, face.crop, grid, f"{note} {text}" + (" · done" if event.finished else "")
 
 
 def wire(tab: PortraitsTab, page: Page) -> None:
     explorer = page.explorer
 
     def on_generate(path: str | None, example: str | None, n: float, temperature: float, seed: float,
-                    guidance: float):
-        yield from draw_portraits(explorer, path, example, n, temperature, seed, guidance)
+                    guidance: float, request: gr.Request):
+        yield from draw_portraits(explorer, path, example, n, temperature, seed, guidance, request)
 
-    run = tab.generate.click(on_generate, [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed,
-                                           tab.guidance],
-                             [tab.photo, tab.crop, tab.portraits, tab.progress], api_name="portraits",
-                             concurrency_limit=2)
-    tab.stop.click(None, None, None, cancels=[run], api_visibility="private")
+    nothing_drawn = lambda message: (None, None, None, refused_note(message))  # noqa: E731
+    tab.generate.click(refusing(on_generate, nothing_drawn),
+                       [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed, tab.guidance],
+                       [tab.photo, tab.crop, tab.portraits, tab.progress], api_name="portraits", concurrency_limit=2)
+    STOP.wire(tab.stop)
     tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
 
 

@@ -1,0 +1,310 @@
+"""What the tabs share: the tab interface (`Tab`, `Page`), the sampling controls and their checks,
+playback pacing, streaming frames and progress text, picture files and the page's CSS."""
+
+import functools
+import inspect
+import logging
+import math
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from ..images import UploadError, image_grid, load_upload, outline_pixel
+from ..sampling import SampleProgress
+from .models import Explorer
+
+LOG = logging.getLogger("pixelcnn.ui")
+MAX_SAMPLES = 16          # images per request
+MIN_UPDATE_S = 0.12       # seconds between streamed images at full speed
+ROW_FRAME_S = 0.1         # row by row: each finished row stays on screen at least this long
+PIXEL_BUDGET_S = 8.0      # pixel by pixel: one image takes about this long; a grid goes faster
+PIXEL_FRAME_S = 0.05      # ...shown as a frame at most every 50 ms
+PLAYBACK = ["row by row", "pixel by pixel", "full speed"]
+SUBPIXEL_NOTE = ("A *sub-pixel* is one colour value of one pixel: the model writes R, then G, then B of each "
+                 "pixel, pixel after pixel in reading order.")
+
+# crisp, whole pixels everywhere; whole images in galleries; no toolbar over the pictures
+CSS = """
+img { image-rendering: pixelated; }
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+#history .thumbnail-item img, #growth .thumbnail-item img { object-fit: contain !important; }
+"""
+
+from gradio.events import Dependency
+
+class Slider(gr.Slider):
+    """A slider that takes a typed value beyond its range as the nearest end, where Gradio's own
+    refuses it with an error toast that stays (and wipes the outputs of the event it feeds)."""
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "slider"  # the browser draws it as the slider it is
+
+    def preprocess(self, payload: float | None) -> float | None:
+        if payload is not None:
+            payload = min(max(float(payload), self.minimum), self.maximum)
+        return super().preprocess(payload)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a tab's wiring may use: the models, the page's model picker and the Blocks."""
+
+    explorer: Explorer
+    model_choice: gr.Dropdown
+    demo: gr.Blocks
+
+
+def _no_change(parts: Any, explorer: Explorer, choice: str) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class Tab:
+    """What every tab module exports as `TAB`; `ui.app` builds the page from a list of them.
+
+    layout(explorer) -> parts: builds the tab's components (inside its gr.Tab) and returns them.
+    wire(parts, page): connects the events.
+    model_changed(parts, explorer, choice) -> {component: update}: what a new pick in the page's
+        model picker changes; `model_outputs(parts)` lists those components.
+    """
+
+    title: str
+    layout: Callable[[Explorer], Any]
+    wire: Callable[[Any, Page], None]
+    model_changed: Callable[[Any, Explorer, str], dict] = _no_change
+    model_outputs: Callable[[Any], list] = field(default=lambda parts: [])
+
+
+def refusing(handler: Callable, outputs: Callable[[str], Any], quiet: bool = False) -> Callable:
+    """`handler` with its expected refusals (a `gr.Error` it raises, an `UploadError` such as a photo
+    without a face) turned into a warning that goes away, one log line, and `outputs(message)`: every
+    output of the tab in a consistent state, the message in its text. No red "Error" badge, no stale
+    result beside the message, no traceback in the log. Anything else is a real fault and goes on up,
+    to Gradio's error display and its traceback.
+
+    The wrapper keeps the handler's signature (Gradio reads its gr.Request and SelectData hints) and
+    is a generator function when the handler is one (Gradio streams it). `quiet`: no warning and no
+    log line, for a handler chained after one that already said it."""
+    def refuse(error: Exception):
+        message = getattr(error, "message", None) or str(error)
+        if not quiet:
+            LOG.info("refused input: %s", message)
+            gr.Warning(message, duration=8)
+        return outputs(message)
+
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def streaming(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except (gr.Error, UploadError) as e:
+                yield refuse(e)
+        return streaming
+
+    @functools.wraps(handler)
+    def plain(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except (gr.Error, UploadError) as e:
+            return refuse(e)
+    return plain
+
+
+def refused_note(message: str) -> str:
+    """A refusal as the tab's text says it."""
+    return f"**Not done:** {message}"
+
+
+def checked_count(n: float | None, what: str, most: int = MAX_SAMPLES) -> int:
+    """A count slider's value as an int in [1, most], or a gr.Error that names `what`."""
+    if n is None or not 1 <= float(n) <= most:
+        raise gr.Error(f"ask for 1 to {most} {what}")
+    return int(n)
+
+
+def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
+    """A gallery that shows whole images with their captions, pixelated."""
+    return gr.Gallery(label=label, columns=columns, fit_columns=False, height=250, object_fit="contain",
+                      elem_id=elem_id, allow_preview=True, elem_classes=["pixelated"], format="png")
+
+
+TEMPERATURE_INFO = ("below 1 the likeliest value wins at every pixel, and in a pixel model that drifts to the "
+                    "background: plain, then blank images; for likeness, raise guidance instead. 0 is greedy "
+                    "decoding")
+
+
+def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str,
+                      guidance: tuple[float, str, str], seed_info: str | None = None) -> tuple:
+    """(count slider, temperature, guidance, seed, action button, Stop button) of a tab that streams
+    samples; `guidance` is (default, what it makes the images look like, elem_id)."""
+    n_samples = Slider(1, MAX_SAMPLES, value=n, step=1, label=what)
+    temperature = Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
+    guidance_control = guidance_slider(*guidance)
+    seed = gr.Number(value=0, precision=0, label="Seed", info=seed_info)
+    with gr.Row():
+        run = gr.Button(action, variant="primary", elem_id=elem_id)
+        stop = gr.Button("Stop", elem_id=stop_id)
+    return n_samples, temperature, guidance_control, seed, run, stop
+
+
+def guidance_slider(default: float, likeness: str, elem_id: str) -> gr.Slider:
+    """The guidance w of classifier-free guidance, with what it trades in one line."""
+    return Slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
+                     info=f"trades variety for likeness: higher looks more like {likeness} but the images vary "
+                          f"less; 1 samples the model as trained, 0 ignores {likeness}")
+
+
+def read_upload(path: str, config):
+    """`load_upload` for a handler: (image (1, C, H, W), notices), or a gr.Error that says what is wrong."""
+    try:
+        return load_upload(path, config)
+    except UploadError as e:
+        raise gr.Error(f"cannot use this file: {e}")
+
+
+def save_png(picture: Image.Image, prefix: str) -> str:
+    handle = tempfile.NamedTemporaryFile(prefix=prefix, suffix=".png", delete=False)
+    picture.save(handle, format="PNG")
+    handle.close()
+    return handle.name
+
+
+def paced(events: Iterator[SampleProgress], frame_s: float) -> Iterator[SampleProgress]:
+    """Slow motion: pass on every event, each at least frame_s after the one before.
+
+    The cached sampler renders a small image in a fraction of a second, faster than a browser can
+    show the rows; pausing between events lets the user watch it. Stop takes effect at the next event.
+    """
+    last = -math.inf
+    for event in events:
+        wait = frame_s - (time.perf_counter() - last)
+        if wait > 0:
+            time.sleep(wait)
+        last = time.perf_counter()
+        yield event
+
+
+def throttled(events: Iterator[SampleProgress], min_gap_s: float) -> Iterator[SampleProgress]:
+    """Full speed: drop events that come within min_gap_s of the last one shown (the last always shows).
+
+    Each update costs an image encoding and a message, so at most ~1 / min_gap_s a second.
+    """
+    shown = -math.inf
+    for event in events:
+        now = time.perf_counter()
+        if event.finished or now - shown >= min_gap_s:
+            shown = now
+            yield event
+
+
+def pixel_paced(events: Iterator[SampleProgress], pixels: int, images: int) -> Iterator[SampleProgress]:
+    """Pixel by pixel: one event per pixel, spread over about PIXEL_BUDGET_S (less for a grid),
+    shown as frames at most every PIXEL_FRAME_S; the last event always shows."""
+    per_pixel = PIXEL_BUDGET_S / pixels / math.sqrt(images)
+    start, shown = time.perf_counter(), -math.inf
+    for k, event in enumerate(events, start=1):
+        wait = start + k * per_pixel - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        now = time.perf_counter()
+        if event.finished or now - shown >= PIXEL_FRAME_S:
+            shown = now
+            yield event
+
+
+def play(events: Iterator[SampleProgress], mode: str, pixels: int, images: int) -> Iterator[SampleProgress]:
+    """The events of `stream` at the pace of a playback mode."""
+    if mode == "row by row":
+        return paced(events, ROW_FRAME_S)
+    if mode == "pixel by pixel":
+        return pixel_paced(events, pixels, images)
+    if mode == "full speed":
+        return throttled(events, MIN_UPDATE_S)
+    raise gr.Error(f"playback must be one of {PLAYBACK}")
+
+
+class Stopper:
+    """Stop, cooperatively: a Stop click marks the session's run of one tab, and the run's generator
+    sees the mark at its next frame and ends there by itself, keeping what it drew and saying where
+    it stopped.
+
+    Cancelling the Gradio event instead (`cancels=`) raced with the run's own frames: about one Stop
+    in four left the outputs marked "Error" and wiped the grid and the gallery.
+    """
+
+    def __init__(self) -> None:
+        self._marked: set[str] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def session(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "local"
+
+    def start(self, request: gr.Request | None) -> str:
+        """A new run of this session: forget an old Stop; returns the key `requested` takes."""
+        key = self.session(request)
+        with self._lock:
+            self._marked.discard(key)
+        return key
+
+    def stop(self, request: gr.Request | None = None) -> None:
+        """The Stop button's handler."""
+        with self._lock:
+            self._marked.add(self.session(request))
+
+    def requested(self, key: str) -> bool:
+        """Whether Stop was clicked since the run started (the mark is used up)."""
+        with self._lock:
+            if key in self._marked:
+                self._marked.discard(key)
+                return True
+        return False
+
+    def wire(self, button: gr.Button) -> None:
+        """The Stop button marks the run; it needs no queue slot, so it acts at once."""
+        def on_stop(request: gr.Request):  # a closure: Gradio reads the gr.Request hint to pass the session
+            self.stop(request)
+
+        button.click(on_stop, None, None, api_visibility="private", queue=False)
+
+
+def stop_note(event: SampleProgress, channels: int, width: int) -> str:
+    """"Stopped at row r, column c." for the frame a run stopped at."""
+    row, col = current_pixel(event, channels, width)
+    return f"**Stopped at row {row}, column {col}.**"
+
+
+def current_pixel(event: SampleProgress, channels: int, width: int) -> tuple[int, int]:
+    """(row, column) of the pixel being written at this event (the last one when finished)."""
+    pixel = max(0, math.ceil(event.done / channels) - 1)
+    return divmod(pixel, width)
+
+
+def progress_text(event: SampleProgress, n: int, channels: int, width: int) -> str:
+    rate = event.done * n / max(event.elapsed, 1e-9)  # elapsed counts generation only: the model's rate
+    row, col = current_pixel(event, channels, width)
+    where = "" if event.finished else f" · row {row}, column {col}"
+    return (f"{event.done:,} of {event.total:,} sub-pixels per image{where} · {rate:,.0f} sub-pixels/s · "
+            f"{event.elapsed:.1f} s")
+
+
+def render_frame(event: SampleProgress, *, nrow: int, levels: int, scale: int, outline: bool) -> Image.Image:
+    """The grid of an event, with the pixel being written outlined while it renders."""
+    grid = image_grid(event.images, nrow=nrow, levels=levels, scale=scale)
+    if outline and not event.finished:
+        n, channels, height, width = event.images.shape
+        row, col = current_pixel(event, channels, width)
+        grid = outline_pixel(grid, row, col, scale=scale, image_size=(height, width), nrow=nrow, count=n)
+    return grid
