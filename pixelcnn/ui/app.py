@@ -11,7 +11,7 @@ from .. import from_pretrained
 from ..hub import CheckpointError
 from . import autoencoder, blind_spot, class_picker, likelihood, morph, portraits
 from .common import CSS, LOG, Page, refused_note, refusing
-from .models import Explorer
+from .models import Explorer, pickable
 
 # the page's tabs, in order: a new tab is a module with a `TAB` and a line here
 TABS = [class_picker.TAB, blind_spot.TAB, likelihood.TAB, portraits.TAB, morph.TAB, autoencoder.TAB]
@@ -26,6 +26,11 @@ def load_hub(explorer: Explorer, repo_id: str | None, current: str | None):
         raise gr.Error("type a Hub repository id such as owner/name")
     try:
         model = from_pretrained(repo_id)
+        if not pickable(getattr(model, "architecture", ""), getattr(model, "config", None)):
+            raise CheckpointError(f"{repo_id} holds a {type(model).__name__} with `{model.config.conditioning}` "
+                                  f"conditioning; the Class picker and Likelihood tabs take class-conditional "
+                                  f"or unconditional PixelCNNs" if hasattr(model.config, "conditioning") else
+                                  f"{repo_id} holds a {type(model).__name__}, not a single PixelCNN")
     except CheckpointError as e:
         LOG.info("refused input: %s", e)
         gr.Warning(str(e))
@@ -35,25 +40,35 @@ def load_hub(explorer: Explorer, repo_id: str | None, current: str | None):
     return gr.update(choices=explorer.choices, value=label), f"Loaded `{repo_id}` from the Hub."
 
 
+def showing(visible: bool):
+    """A handler that shows or hides a component."""
+    return lambda: gr.update(visible=visible)
+
+
 def build(explorer: Explorer) -> gr.Blocks:
     """The whole app, from the models of an `Explorer`."""
     with gr.Blocks(title="Gated PixelCNN Explorer") as demo:
         gr.Markdown("# Gated PixelCNN Explorer\n*Conditional Image Generation with PixelCNN Decoders* "
                     "(van den Oord et al., 2016): generation pixel by pixel, the blind spot, the likelihood, portraits "
                     "from a photo, and a PixelCNN auto-encoder.")
-        with gr.Row():
-            model_choice = gr.Dropdown(explorer.choices, value=explorer.first, label="Model", scale=3,
-                                       allow_custom_value=True, elem_id="model",
-                                       info="shipped weights: image size, depth, measured test bits/dim")
-            hub_id = gr.Textbox(label="…or a Hugging Face Hub repository", placeholder=HUB_PLACEHOLDER, scale=2)
-            hub_button = gr.Button("Load from the Hub", scale=1)
-        model_status = gr.Markdown(explorer.describe(explorer.first) if explorer.first else
-                                   f"No model found in `{explorer.weights_dir}`: train one with "
-                                   "`python -m pixelcnn.train` or load one from the Hub.", elem_id="model-status")
+        with gr.Column(elem_id="model-row", visible=TABS[0].uses_model) as model_row:
+            with gr.Row():
+                model_choice = gr.Dropdown(explorer.choices, value=explorer.first, label="Model", scale=3,
+                                           allow_custom_value=True, elem_id="model",
+                                           info="for the Class picker and Likelihood: image size, depth, "
+                                                "measured test bits/dim")
+                hub_id = gr.Textbox(label="…or a Hugging Face Hub repository", placeholder=HUB_PLACEHOLDER,
+                                    scale=2)
+                hub_button = gr.Button("Load from the Hub", scale=1)
+            model_status = gr.Markdown(explorer.describe(explorer.first) if explorer.first else
+                                       f"No model found in `{explorer.weights_dir}`: train one with "
+                                       "`python -m pixelcnn.train` or load one from the Hub.", elem_id="model-status")
         parts = []
         for tab in TABS:
-            with gr.Tab(tab.title):
+            with gr.Tab(tab.title) as shown:
                 parts.append(tab.layout(explorer))
+            # the model picker shows on the tabs that use its model only
+            shown.select(showing(tab.uses_model), None, model_row, api_visibility="private", queue=False)
 
         def on_model(choice: str) -> dict:
             updates = {model_status: explorer.describe(choice)}
@@ -63,6 +78,7 @@ def build(explorer: Explorer) -> gr.Blocks:
 
         outputs = [model_status, *(c for tab, built in zip(TABS, parts) for c in tab.model_outputs(built))]
         model_choice.change(on_model, model_choice, outputs, api_visibility="private")
+
         def on_hub(repo: str | None, current: str | None):
             return load_hub(explorer, repo, current)
 
@@ -78,7 +94,11 @@ def launch(weights: Path, host: str, port: int, share: bool) -> None:
     """Build the app on a folder of models and serve it (queue of two jobs, bounded uploads)."""
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "5")  # an unreachable Hub fails fast
     # one line per refused input (`common.refusing`); real faults keep Gradio's tracebacks
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not LOG.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
     demo = build(Explorer(weights))
     demo.queue(default_concurrency_limit=2, max_size=32)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", show_error=True, css=CSS)

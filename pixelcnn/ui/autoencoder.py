@@ -93,7 +93,8 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
                 f"--encoder conv` (see the README).", elem_id="ae-intro")
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="Image file", file_types=["image"], type="filepath", elem_id="ae-upload")
+            upload = gr.File(label="Image file", file_types=["image"], type="filepath", elem_id="ae-upload",
+                             height=130)
             example = gr.Dropdown(examples, value=examples[0] if examples else None, label="…or a test image",
                                   allow_custom_value=True, elem_id="ae-example")
             labels = [code_label(m) for m in models]

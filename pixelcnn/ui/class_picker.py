@@ -116,4 +116,4 @@ def wire(tab: ClassPickerTab, page: Page) -> None:
     STOP.wire(tab.stop)
 
 
-TAB = Tab("Class picker", layout, wire, model_changed, ClassPickerTab.model_outputs)
+TAB = Tab("Class picker", layout, wire, model_changed, ClassPickerTab.model_outputs, uses_model=True)

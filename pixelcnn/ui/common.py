@@ -72,6 +72,8 @@ class Tab:
     wire(parts, page): connects the events.
     model_changed(parts, explorer, choice) -> {component: update}: what a new pick in the page's
         model picker changes; `model_outputs(parts)` lists those components.
+    uses_model: whether the tab works on the page's model picker's model; the picker shows on such
+        tabs only (the others find their own models).
     """
 
     title: str
@@ -79,6 +81,7 @@ class Tab:
     wire: Callable[[Any, Page], None]
     model_changed: Callable[[Any, Explorer, str], dict] = _no_change
     model_outputs: Callable[[Any], list] = field(default=lambda parts: [])
+    uses_model: bool = False
 
 
 def refusing(handler: Callable, outputs: Callable[[str], Any], quiet: bool = False) -> Callable:
@@ -134,22 +137,22 @@ def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
                       elem_id=elem_id, allow_preview=True, elem_classes=["pixelated"], format="png")
 
 
-TEMPERATURE_INFO = ("below 1 the likeliest value wins at every pixel, and in a pixel model that drifts to the "
-                    "background: plain, then blank images; for likeness, raise guidance instead. 0 is greedy "
-                    "decoding")
+TEMPERATURE_INFO = ("below 1 the likeliest value wins, and a pixel model drifts to a plain background; for "
+                    "likeness, raise guidance")
 
 
 def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str,
                       guidance: tuple[float, str, str], seed_info: str | None = None) -> tuple:
     """(count slider, temperature, guidance, seed, action button, Stop button) of a tab that streams
-    samples; `guidance` is (default, what it makes the images look like, elem_id)."""
-    n_samples = Slider(1, MAX_SAMPLES, value=n, step=1, label=what)
+    samples; `guidance` is (default, what it makes the images look like, elem_id). The count slider's
+    elem_id is the action's, with "-count"."""
+    with gr.Row():  # first: the action stays on screen above the settings
+        run = gr.Button(action, variant="primary", elem_id=elem_id)
+        stop = gr.Button("Stop", elem_id=stop_id)
+    n_samples = Slider(1, MAX_SAMPLES, value=n, step=1, label=what, elem_id=f"{elem_id}-count")
     temperature = Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
     guidance_control = guidance_slider(*guidance)
     seed = gr.Number(value=0, precision=0, label="Seed", info=seed_info)
-    with gr.Row():
-        run = gr.Button(action, variant="primary", elem_id=elem_id)
-        stop = gr.Button("Stop", elem_id=stop_id)
     return n_samples, temperature, guidance_control, seed, run, stop
 
 

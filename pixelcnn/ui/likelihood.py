@@ -171,4 +171,4 @@ def wire(tab: LikelihoodTab, page: Page) -> None:
                        api_name="complete", concurrency_limit=2)
 
 
-TAB = Tab("Likelihood", layout, wire, model_changed, LikelihoodTab.model_outputs)
+TAB = Tab("Likelihood", layout, wire, model_changed, LikelihoodTab.model_outputs, uses_model=True)

@@ -31,8 +31,10 @@ class Explorer:
 
     @property
     def choices(self) -> list[str]:
-        """The model picker's choices: single PixelCNNs (auto-encoders have a tab of their own)."""
-        return [label for label, m in self.local.items() if m.architecture in ARCHITECTURES] + list(self.hub)
+        """The model picker's choices: the models the Class picker and Likelihood tabs can use, single
+        PixelCNNs that are class-conditional or unconditional. A face model and the auto-encoders have
+        tabs of their own, which find them by themselves."""
+        return [label for label, m in self.local.items() if pickable(m.architecture, m.config)] + list(self.hub)
 
     @property
     def first(self) -> str | None:
@@ -78,6 +80,14 @@ class Explorer:
                 line += f" (a small model trained on a CPU; for comparison, {PAPER_BPD[dataset]})"
             line += "."
         return line
+
+
+PICKABLE_CONDITIONS = ("class", "none")
+
+
+def pickable(architecture: str, config: Any) -> bool:
+    """Whether the page's model picker offers a model: a single PixelCNN, class-conditional or not."""
+    return architecture in ARCHITECTURES and getattr(config, "conditioning", None) in PICKABLE_CONDITIONS
 
 
 def class_choices(config: PixelCNNConfig, auto: bool = False) -> list[str]:

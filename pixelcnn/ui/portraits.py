@@ -114,7 +114,7 @@ def layout(explorer: Explorer) -> PortraitsTab:
                 f"trained on a CPU. {measured_likeness(explorer)}{PRIVACY}", elem_id="face-intro")
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="face-upload")
+            upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="face-upload", height=130)
             example = gr.Dropdown(list(face_examples(explorer)), value=None, label="…or an example face "
                                   "(people the model never saw)", allow_custom_value=True, elem_id="face-example")
             n_samples, temperature, guidance, seed, generate, stop = sampling_controls(
@@ -122,9 +122,11 @@ def layout(explorer: Explorer) -> PortraitsTab:
                 (PORTRAIT_GUIDANCE, "the person", "face-guidance"))
         with gr.Column(scale=2):
             with gr.Row():
-                photo = gr.Image(label="The face found", type="pil", interactive=False, format="png", buttons=[])
+                # small: the portraits below must fit on the screen with them
+                photo = gr.Image(label="The face found", type="pil", interactive=False, format="png", buttons=[],
+                                 height=200)
                 crop = gr.Image(label="What the embedder sees", type="pil", interactive=False, format="png",
-                                buttons=[])
+                                buttons=[], height=200)
             portraits = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
                                  elem_id="face-portraits", elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="face-progress")

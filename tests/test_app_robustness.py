@@ -1,0 +1,161 @@
+"""The app never breaks under a user's hands: Stop at any moment, refused inputs, typed numbers out of
+range, tabs that offer only the models they use, and the portrait grid on screen. On the shipped
+weights, in real Chromium at 1400x1000; screenshots go to test-artifacts/."""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_app import ARTIFACTS, browser, running_app  # noqa: F401  (browser is a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+# leaf elements that say "Error": Gradio's red badge on a failed event's outputs, and its error toast
+ERROR_BADGES = """Array.from(document.querySelectorAll('body *'))
+    .filter(e => e.children.length === 0 && (e.innerText || '').trim() === 'Error').length"""
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """(URL, log file) of app.py on the shipped weights/."""
+    log = tmp_path_factory.mktemp("robust-app") / "app.log"
+    for url in running_app([], log):
+        yield url, log
+
+
+@pytest.fixture
+def page(shipped, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(shipped[0])
+    page.wait_for_selector("#generate", timeout=60_000)
+    yield page
+    page.close()
+
+
+def text(page, selector: str) -> str:
+    return page.inner_text(selector)
+
+
+def stop_at_random(page, run: str, stop: str, progress: str, delay: float) -> str:
+    """Click run, wait for its first frame and `delay` more, click stop; the progress text it ends with."""
+    page.click(run)
+    page.wait_for_function(f"!document.querySelector('{progress}').innerText.includes('done') && "
+                           f"document.querySelector('{progress}').innerText.includes('sub-pixels')", timeout=60_000)
+    page.wait_for_timeout(delay * 1000)  # the random moment of the Stop, which this test is about
+    page.click(stop)
+    page.wait_for_function(f"/Stopped at|done/.test(document.querySelector('{progress}').innerText)",
+                           timeout=60_000)
+    return text(page, progress)
+
+
+def test_stop_at_random_moments_never_breaks_a_tab(page):
+    """24 Stops across the three playbacks, 3 in Portraits and 3 in the Auto-encoder: no Error badge,
+    a grid kept, and where it stopped said."""
+    rng = random.Random(24)
+    page.locator("#generate-count input[type=number]").fill("16")
+    page.locator("#generate-count input[type=number]").press("Enter")
+    stopped = 0
+    for k in range(24):
+        mode = ["row by row", "pixel by pixel", "full speed"][k % 3]
+        page.get_by_label(mode).check()
+        ended = stop_at_random(page, "#generate", "#stop", "#progress", rng.uniform(0.0, 0.6))
+        stopped += "Stopped at row" in ended
+        assert page.evaluate(ERROR_BADGES) == 0, f"Stop {k} ({mode}): an Error badge; {ended}"
+        assert page.locator("#samples img").count() == 1 and page.locator("#history img").count() >= 1, k
+    assert stopped >= 20, f"only {stopped} of 24 renders were still running at their Stop"
+    page.screenshot(path=str(ARTIFACTS / "stopped-24-times.png"))
+    for tab, run, stop, progress, grid in (("Portraits from a photo", "#face-generate", "#face-stop", "#face-progress",
+                                            "#face-portraits"),
+                                           ("Auto-encoder", "#ae-decode", "#ae-stop", "#ae-progress", "#ae-decodings")):
+        page.get_by_role("tab", name=tab).click()
+        if tab.startswith("Portraits"):
+            page.locator("#face-example input").click()
+            page.get_by_role("option", name="person-1").click()
+        for k in range(3):
+            ended = stop_at_random(page, run, stop, progress, rng.uniform(0.0, 0.5))
+            assert "Stopped at row" in ended, (tab, k, ended)
+            assert page.evaluate(ERROR_BADGES) == 0 and page.locator(f"{grid} img").count() == 1, (tab, k)
+        page.screenshot(path=str(ARTIFACTS / f"stopped-{tab.split()[0].lower()}.png"))
+
+
+def test_refused_inputs_are_messages_with_the_tab_consistent(page, shipped, tmp_path):
+    """A user's mistake: one message, no Error badge, no stale result, one log line, no traceback."""
+    log = shipped[1]
+    before = log.read_text(errors="replace").count("refused input")
+    truncated = tmp_path / "truncated.png"
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "whole.png")
+    truncated.write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    wall = tmp_path / "wall.png"
+    Image.new("RGB", (400, 300), (120, 120, 120)).save(wall)
+
+    page.get_by_role("tab", name="Likelihood").click()
+    page.locator("#example input").click()
+    page.get_by_role("option").first.click()
+    page.wait_for_function("document.querySelector('#upload').innerText.includes('.png')", timeout=60_000)
+    page.click("#measure")
+    page.wait_for_function("document.querySelector('#score').innerText.includes('bits/dim')", timeout=60_000)
+    page.locator("#upload button[aria-label='Clear']").click()  # the test image goes; the user's own file comes
+    page.locator("#upload input[type=file]").set_input_files(str(truncated))
+    page.click("#measure")
+    page.wait_for_function("document.querySelector('#score').innerText.includes('Not done')", timeout=60_000)
+    assert "damaged or truncated" in text(page, "#score") and "bits/dim" not in text(page, "#score")
+    assert page.locator("#model-view img").count() == 0 and page.locator("#surprise img").count() == 0
+    assert page.evaluate(ERROR_BADGES) == 0
+    page.screenshot(path=str(ARTIFACTS / "refused-likelihood.png"))
+
+    page.get_by_role("tab", name="Portraits from a photo").click()
+    page.locator("#face-upload input[type=file]").set_input_files(str(wall))
+    page.click("#face-generate")
+    page.wait_for_function("document.querySelector('#face-progress').innerText.includes('Not done')", timeout=60_000)
+    assert "no face found" in text(page, "#face-progress") and page.locator("#face-portraits img").count() == 0
+    assert page.evaluate(ERROR_BADGES) == 0
+    page.screenshot(path=str(ARTIFACTS / "refused-portraits.png"))
+
+    logged = log.read_text(errors="replace")
+    assert logged.count("refused input") - before == 2, logged[-2000:]
+    assert "Traceback" not in logged
+
+
+def test_a_number_typed_beyond_its_slider_is_clamped(page):
+    page.get_by_role("tab", name="Blind spot").click()
+    page.wait_for_function("document.querySelector('#field img')?.complete", timeout=60_000)
+    field = page.locator("#target-row input[type=number]")
+    field.fill("14")  # the slider ends at 11
+    field.press("Enter")
+    page.wait_for_function("document.querySelector('#field-text').innerText.includes('(11, 5)')", timeout=60_000)
+    assert page.evaluate(ERROR_BADGES) == 0 and page.locator("#field img").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "clamped-target-row.png"))
+
+
+def test_each_tab_offers_only_the_models_it_can_use(page):
+    assert page.locator("#model").is_visible()
+    page.locator("#model input").click()
+    offered = [name.replace("✓", "").strip() for name in page.get_by_role("option").all_inner_texts()]
+    page.keyboard.press("Escape")
+    assert any(name.startswith("mnist-class") for name in offered), offered
+    assert not any(name.startswith(("faces-portrait", "autoencoder", "mse-")) for name in offered), offered
+    for tab, uses in (("Blind spot", False), ("Likelihood", True), ("Portraits from a photo", False),
+                      ("Morph two faces", False), ("Auto-encoder", False), ("Class picker", True)):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_function(f"(() => {{ const row = document.querySelector('#model-row');"
+                               f" return !!(row && row.offsetParent !== null) === {str(uses).lower()}; }})()",
+                               timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / f"tab-{tab.split()[0].lower()}.png"))
+
+
+def test_the_portrait_grid_is_on_screen_at_1400_by_1000(page):
+    page.get_by_role("tab", name="Portraits from a photo").click()
+    button = page.locator("#face-generate").bounding_box()
+    assert button["y"] + button["height"] <= 1000, "the Draw portraits button is below the fold"
+    page.locator("#face-example input").click()
+    page.get_by_role("option", name="person-1").click()
+    page.click("#face-generate")
+    page.wait_for_function("document.querySelector('#face-progress').innerText.includes('done')"
+                           " && document.querySelector('#face-portraits img')?.complete", timeout=120_000)
+    page.evaluate("window.scrollTo(0, 0)")
+    box = page.locator("#face-portraits img").bounding_box()
+    page.screenshot(path=str(ARTIFACTS / "portraits-fold.png"))
+    assert box["y"] + box["height"] <= 1000, f"the grid ends at {box['y'] + box['height']:.0f} px"
