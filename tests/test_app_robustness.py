@@ -15,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # leaf elements that say "Error": Gradio's red badge on a failed event's outputs, and its error toast
 ERROR_BADGES = """Array.from(document.querySelectorAll('body *'))
     .filter(e => e.children.length === 0 && (e.innerText || '').trim() === 'Error').length"""
+# Gradio's "processing" overlay over the outputs of an event still running
+IDLE = """!Array.from(document.querySelectorAll('body *'))
+    .some(e => e.children.length === 0 && /^processing/.test((e.innerText || '').trim()))"""
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,7 @@ def stop_at_random(page, run: str, stop: str, progress: str, delay: float) -> st
     page.click(stop)
     page.wait_for_function(f"/Stopped at|done/.test(document.querySelector('{progress}').innerText)",
                            timeout=60_000)
+    page.wait_for_function(IDLE, timeout=30_000)  # the run has ended: nothing left processing
     return text(page, progress)
 
 
