@@ -30,3 +30,13 @@ def test_train_benchmark_runs_and_writes_json(tmp_path):
     assert [r["image"] for r in report["rows"]] == ["1x6x6", "3x6x6"]
     assert all(r["images_per_s"] > 0 and r["gflop_per_step"] > 0 for r in report["rows"])
     assert report["matmul_peak_gflops"] > 0
+
+
+def test_face_benchmark_runs_and_writes_json(tmp_path):
+    out = tmp_path / "faces.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faces.py"), "--repeats", "1", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = {r["photo"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["70-px face in 4000x3000"]["faces_found"] == 1 and rows["no face, 4000x3000"]["faces_found"] == 0
+    assert all(r["seconds"] > 0 for r in rows.values())

@@ -1,0 +1,64 @@
+"""Face detection time: `DlibFaceEmbedder.embed` on the photos the app must handle, one thread.
+
+    python benchmarks/faces.py [--repeats 3] [--out benchmarks/results/faces.json]
+
+The 12-megapixel photo is made here: a noisy gradient with the astronaut's face pasted at about
+70 pixels (as in tests/test_faces.py); the others are tests/data/faces/.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import write_report  # noqa: E402
+from pixelcnn.faces import DlibFaceEmbedder, NoFaceError  # noqa: E402
+
+PHOTOS = ROOT / "tests" / "data" / "faces"
+
+
+def photos() -> dict[str, Image.Image]:
+    astronaut = Image.open(PHOTOS / "astronaut.jpg").convert("RGB")
+    rng = np.random.default_rng(0)
+    background = np.linspace(60, 200, 4000)[None, :, None] * np.ones((3000, 1, 3)) + rng.normal(0, 12, (3000, 4000, 3))
+    big = Image.fromarray(background.clip(0, 255).astype(np.uint8))
+    big.paste(astronaut.crop((150, 40, 300, 210)).resize((117, 132), Image.LANCZOS), (2600, 1800))
+    blank = Image.fromarray(background.clip(0, 255).astype(np.uint8))
+    return {"astronaut 512x512": astronaut, "camera 512x512 (grey)": Image.open(PHOTOS / "camera.png"),
+            "70-px face in 4000x3000": big, "no face, 4000x3000": blank}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "faces.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    embedder = DlibFaceEmbedder()
+    rows = []
+    print("| photo | faces found | notices | seconds (median) |\n|---|---|---|---|")
+    for name, photo in photos().items():
+        times, found, notices = [], 0, ""
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            try:
+                face = embedder.embed(photo)
+                found, notices = face.faces_found, "; ".join(face.notices)
+            except NoFaceError:
+                found, notices = 0, "no face found"
+            times.append(time.perf_counter() - start)
+        rows.append({"photo": name, "faces_found": found, "notices": notices, "seconds": statistics.median(times)})
+        print(f"| {name} | {found} | {notices or '-'} | {statistics.median(times):.2f} |")
+    write_report(args.out, rows, repeats=args.repeats, threads=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
