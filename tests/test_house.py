@@ -109,3 +109,11 @@ def test_a_card_refuses_a_measurement_without_a_section():
 
     with pytest.raises(KeyError, match="no card section"):
         card_extras({"test_bpd": 1.0, "unheard_of": {}})
+
+
+def test_importing_the_app_writes_nothing_into_the_package():
+    """Gradio writes a .pyi stub beside any module that subclasses one of its components."""
+    import pixelcnn.ui  # noqa: F401
+    import pixelcnn.ui.app  # noqa: F401
+
+    assert not list(PACKAGE.rglob("*.pyi"))

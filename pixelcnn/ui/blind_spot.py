@@ -8,7 +8,7 @@ import torch
 from ..config import PixelCNNConfig
 from ..images import FIELD_COLOURS, receptive_field_picture
 from ..receptive_field import blind_spot, dependency_map, field_by_depth, random_model
-from .common import Page, Slider, Tab, gallery, refused_note, refusing
+from .common import Page, Tab, gallery, refused_note, refusing, slider
 from .models import Explorer
 
 FIELD_SIZE = 12           # the tab's image is FIELD_SIZE x FIELD_SIZE
@@ -70,10 +70,10 @@ def layout(explorer: Explorer | None = None) -> BlindSpotTab:
         with gr.Column(scale=1):
             architecture = gr.Radio(list(ARCHITECTURES), value="Original PixelCNN", label="Architecture",
                                     elem_id="architecture")
-            layers = Slider(1, MAX_FIELD_LAYERS, value=6, step=1, label="Layers", elem_id="layers")
+            layers = slider(1, MAX_FIELD_LAYERS, value=6, step=1, label="Layers", elem_id="layers")
             kernel = gr.Radio([3, 5, 7], value=3, label="Kernel size", elem_id="kernel")
-            target_row = Slider(0, FIELD_SIZE - 1, value=8, step=1, label="Target row", elem_id="target-row")
-            target_col = Slider(0, FIELD_SIZE - 1, value=5, step=1, label="Target column")
+            target_row = slider(0, FIELD_SIZE - 1, value=8, step=1, label="Target row", elem_id="target-row")
+            target_col = slider(0, FIELD_SIZE - 1, value=5, step=1, label="Target column")
             show = gr.Button("Show receptive field", variant="primary", elem_id="show-field")
         with gr.Column(scale=2):
             with gr.Row():

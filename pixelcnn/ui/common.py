@@ -37,18 +37,22 @@ img { image-rendering: pixelated; }
 """
 
 
-class Slider(gr.Slider):
-    """A slider that takes a typed value beyond its range as the nearest end, where Gradio's own
-    refuses it with an error toast that stays (and wipes the outputs of the event it feeds)."""
+def slider(*args: Any, **kwargs: Any) -> gr.Slider:
+    """A `gr.Slider` that takes a typed value beyond its range as the nearest end, where Gradio's own
+    refuses it with an error toast that stays (and wipes the outputs of the event it feeds).
 
-    @classmethod
-    def get_block_name(cls) -> str:
-        return "slider"  # the browser draws it as the slider it is
+    The instance's preprocess is wrapped: a subclass would make Gradio write a .pyi stub beside this
+    module at import."""
+    control = gr.Slider(*args, **kwargs)
+    refuse_out_of_range = control.preprocess
 
-    def preprocess(self, payload: float | None) -> float | None:
+    def clamped(payload: float | None) -> float | None:
         if payload is not None:
-            payload = min(max(float(payload), self.minimum), self.maximum)
-        return super().preprocess(payload)
+            payload = min(max(float(payload), control.minimum), control.maximum)
+        return refuse_out_of_range(payload)
+
+    control.preprocess = clamped
+    return control
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,8 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
     with gr.Row():  # first: the action stays on screen above the settings
         run = gr.Button(action, variant="primary", elem_id=elem_id)
         stop = gr.Button("Stop", elem_id=stop_id)
-    n_samples = Slider(1, MAX_SAMPLES, value=n, step=1, label=what, elem_id=f"{elem_id}-count")
-    temperature = Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
+    n_samples = slider(1, MAX_SAMPLES, value=n, step=1, label=what, elem_id=f"{elem_id}-count")
+    temperature = slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
     guidance_control = guidance_slider(*guidance)
     seed = gr.Number(value=0, precision=0, label="Seed", info=seed_info)
     return n_samples, temperature, guidance_control, seed, run, stop
@@ -158,7 +162,7 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
 
 def guidance_slider(default: float, likeness: str, elem_id: str) -> gr.Slider:
     """The guidance w of classifier-free guidance, with what it trades in one line."""
-    return Slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
+    return slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
                      info=f"trades variety for likeness: higher looks more like {likeness} but the images vary "
                           f"less; 1 samples the model as trained, 0 ignores {likeness}")
 

@@ -10,7 +10,7 @@ import torch
 
 from ..images import completion_picture, display_scale, distribution_figure, heat_map_with_bar, image_grid
 from ..sampling import given_top_rows, stream
-from .common import ROW_FRAME_S, Page, Slider, Tab, paced, read_upload, refused_note, refusing
+from .common import ROW_FRAME_S, Page, Tab, paced, read_upload, refused_note, refusing, slider
 from .models import AUTO_CLASS, Explorer, class_choices, class_index
 
 UNIFORM_WARNING = ("**This image is far outside what the model learnt**: above 8 bits/dim it costs more than "
@@ -61,7 +61,7 @@ def layout(explorer: Explorer) -> LikelihoodTab:
                                      "for the model's prediction there.", elem_id="score")
             distribution = gr.Plot(show_label=False, elem_id="distribution")
     with gr.Row():
-        keep_rows = Slider(1, max(2, (config.height if config else 28) - 1), value=14, step=1,
+        keep_rows = slider(1, max(2, (config.height if config else 28) - 1), value=14, step=1,
                               label="Keep the top rows")
         complete_seed = gr.Number(value=0, precision=0, label="Seed")
         complete = gr.Button("Complete the rest", elem_id="complete")

@@ -11,8 +11,8 @@ from PIL import Image
 from ..faces import PORTRAIT_GUIDANCE, Face
 from ..images import display_scale, image_grid
 from ..sampling import between, interpolate
-from .common import (Page, Slider, Stopper, Tab, guidance_slider, play, progress_text, refused_note, refusing,
-                     stop_note)
+from .common import (Page, Stopper, Tab, guidance_slider, play, progress_text, refused_note, refusing,
+                     slider, stop_note)
 from .models import Explorer
 from .portraits import PRIVACY, checked_guidance, face_examples, photo_with_box, portrait_model, read_face
 
@@ -52,7 +52,7 @@ def layout(explorer: Explorer) -> MorphTab:
             example_b = gr.Dropdown(names, value=names[1] if len(names) > 1 else None, label="…or an example",
                                     allow_custom_value=True, elem_id="example-b")
         with gr.Column():
-            steps = Slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)")
+            steps = slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)")
             seed = gr.Number(value=0, precision=0, label="Seed")
             guidance = guidance_slider(PORTRAIT_GUIDANCE, "the two people", "morph-guidance")
             with gr.Row():
@@ -63,7 +63,7 @@ def layout(explorer: Explorer) -> MorphTab:
                    elem_id="morph-row", elem_classes=["pixelated"])
     progress = gr.Markdown(elem_id="morph-progress")
     with gr.Row():
-        alpha = Slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
+        alpha = slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
                           elem_id="alpha")
         single = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=[],
                           elem_id="morph-single", elem_classes=["pixelated"])
