@@ -49,6 +49,7 @@ def test_no_notebook_defines_model_code_or_leaks_a_path(path):
     assert "/root/" not in text and "/home/" not in text and "/work/" not in text, "an absolute path in an output"
 
 
+@pytest.mark.slow  # two minutes for the seven; the quick run executes one (tests/test_readme.py)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_the_smoke_preset_runs(path, tmp_path):
     papermill = pytest.importorskip("papermill")

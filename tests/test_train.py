@@ -363,16 +363,16 @@ def test_a_time_budget_ends_the_run_in_time_with_its_schedule_finished(stripes, 
 
 
 def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
-    """The one command prepared for a CUDA machine (README): here with a 0.6-minute budget on the CPU."""
+    """The one command prepared for a CUDA machine (README): here with a 0.4-minute budget on the CPU."""
     data = ROOT.parent / "shared" / "data"
     if not (data / "celeba_faces32_large").is_dir():
         pytest.skip("needs ../shared/data/celeba_faces32_large")
     out = tmp_path / "faces-gpu"
-    result = run_train(["--preset", "faces-gpu", "--data_dir", str(data), "--out_dir", str(out), "--time_budget", "0.6",
+    result = run_train(["--preset", "faces-gpu", "--data_dir", str(data), "--out_dir", str(out), "--time_budget", "0.4",
                         "--batch_size", "8", "--eval_images", "16", "--final_eval_images", "32", "--threads", "1",
                         "--no-progress"])
     assert result.returncode == 0, result.stderr[-3000:]
     model = pixelcnn.from_pretrained(out / "model")
     assert model.config.learned_null and model.config.conditioning == "spatial"
     card = (out / "model" / "README.md").read_text()
-    assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.6 min" in card
+    assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.4 min" in card
