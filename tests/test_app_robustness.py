@@ -44,8 +44,9 @@ def text(page, selector: str) -> str:
 def stop_at_random(page, run: str, stop: str, progress: str, delay: float) -> str:
     """Click run, wait for its first frame and `delay` more, click stop; the progress text it ends with."""
     page.click(run)
-    page.wait_for_function(f"!document.querySelector('{progress}').innerText.includes('done') && "
-                           f"document.querySelector('{progress}').innerText.includes('sub-pixels')", timeout=60_000)
+    # this run's first frame: sub-pixels counted, neither the last run's "done" nor its "Stopped at"
+    page.wait_for_function(f"(t => t.includes('sub-pixels') && !/done|Stopped at/.test(t))"
+                           f"(document.querySelector('{progress}').innerText)", timeout=60_000)
     page.wait_for_timeout(delay * 1000)  # the random moment of the Stop, which this test is about
     page.click(stop)
     page.wait_for_function(f"/Stopped at|done/.test(document.querySelector('{progress}').innerText)",
