@@ -33,15 +33,21 @@ def metric_of(model: nn.Module) -> str:
     return getattr(model, "metric", "bpd")
 
 
+def curve_points(metrics_path: Path, metric: str = "bpd") -> tuple[list, list]:
+    """(train, test) lists of (step, value) from a run's metrics.jsonl."""
+    rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
+    train = [(r["step"], r[f"train_{metric}"]) for r in rows if f"train_{metric}" in r]
+    test = [(r["step"], r[f"test_{metric}"]) for r in rows if f"test_{metric}" in r]
+    return train, test
+
+
 def plot_curves(metrics_path: Path, out: Path, metric: str = "bpd") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     name = METRIC_NAMES[metric]
-    train = [(r["step"], r[f"train_{metric}"]) for r in rows if f"train_{metric}" in r]
-    test = [(r["step"], r[f"test_{metric}"]) for r in rows if f"test_{metric}" in r]
+    train, test = curve_points(metrics_path, metric)
     fig, ax = plt.subplots(figsize=(7, 4))
     if train:
         ax.plot(*zip(*train), label=f"train {name} (running)", alpha=0.8)

@@ -3,7 +3,6 @@
     device, SETTINGS = setup("01_cifar10_table1", preset, ROOT)
 """
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .cards import curve_points
 from .presets import notebook_settings
 
 
@@ -27,21 +27,13 @@ def setup(notebook: str, preset: str, root: str | Path) -> tuple[str, dict[str, 
     return device, settings
 
 
-def curve_points(run: str | Path, metric: str = "bpd") -> tuple[list, list]:
-    """(train, test) lists of (step, value) from a run's metrics.jsonl."""
-    rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    train = [(r["step"], r[f"train_{metric}"]) for r in rows if f"train_{metric}" in r]
-    test = [(r["step"], r[f"test_{metric}"]) for r in rows if f"test_{metric}" in r]
-    return train, test
-
-
 def curves(run_dirs: dict[str, str | Path], title: str, metric: str = "bpd") -> None:
     """Training (running) and test (EMA) curves of several runs on one plot."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, run in run_dirs.items():
-        train, test = curve_points(run, metric)
+        train, test = curve_points(Path(run) / "metrics.jsonl", metric)
         line, = ax.plot(*zip(*train), alpha=0.6, label=f"{label} train (running)")
         if test:
             ax.plot(*zip(*test), "o-", color=line.get_color(), label=f"{label} test (EMA)")
