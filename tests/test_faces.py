@@ -182,6 +182,9 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
     assert 0 <= result["people_own_below_average"] <= 4
     card = portraits_card({"celeba-faces32": result})
     assert "| 3 | " in card and "held-out people of `celeba-faces32`" in card and "null condition" in card
+    colder, colder_drawn = evaluate_portraits(model, test, guidances=(3.0,), per_person=2, temperature=0.5)
+    assert set(colder["guidance"]) == {"3, temperature 0.5"} and not torch.equal(colder_drawn[3.0], drawn[3.0])
+    assert "| 3, temperature 0.5 | " in portraits_card({"celeba-faces32": colder})
 
 
 def test_an_older_flat_portraits_entry_is_replaced_not_mixed_in():

@@ -88,26 +88,26 @@ def likelihoods(model, twin, test, rows: torch.Tensor, ids: list[int]) -> dict[s
 
 
 def identification(model, test, first: list[int], centres: np.ndarray, guidance: float, *, per_person: int,
-                   seed: int, embedder=None) -> tuple[dict[str, float], torch.Tensor]:
+                   seed: int, temperature: float = 1.0, embedder=None) -> tuple[dict[str, float], torch.Tensor]:
     """Top-1 and top-5 identification of `per_person` portraits of each person at one guidance."""
     cond = test.vectors[first].repeat_interleave(per_person, 0)
-    drawn = sample(model, len(cond), cond, seed=seed, guidance=guidance)
+    drawn = sample(model, len(cond), cond, seed=seed, guidance=guidance, temperature=temperature)
     truth = np.repeat(np.arange(len(first)), per_person)
     r = ranks(embed_images(drawn, embedder), centres, truth)
     return {"top1": float((r == 0).mean()), "top5": float((r < 5).mean())}, drawn
 
 
 def morphs(model, test, first: list[int], centres: np.ndarray, guidance: float, *, steps: int = 8, seed: int,
-           embedder=None) -> dict[str, float]:
+           temperature: float = 1.0, embedder=None) -> dict[str, float]:
     """Rows from person 2r to 2r + 1 at one seed: both ends identified, and the end-to-end change."""
     ends, truth, shared, independent = [], [], [], []
     for r in range(len(first) // 2):
         a, b = test.vectors[first[2 * r]], test.vectors[first[2 * r + 1]]
-        *_, row = interpolate(model, a, b, steps, seed=seed + r, guidance=guidance)
+        *_, row = interpolate(model, a, b, steps, seed=seed + r, guidance=guidance, temperature=temperature)
         ends += [row.images[0], row.images[-1]]
         truth += [2 * r, 2 * r + 1]
-        loose = torch.cat([sample(model, 1, a, seed=seed + 1000 + r, guidance=guidance),
-                           sample(model, 1, b, seed=seed + 2000 + r, guidance=guidance)])
+        loose = torch.cat([sample(model, 1, person, seed=seed + offset + r, guidance=guidance, temperature=temperature)
+                           for person, offset in ((a, 1000), (b, 2000))])
         shared.append((row.images[-1].float() - row.images[0].float()).abs().mean().item())
         independent.append((loose[1].float() - loose[0].float()).abs().mean().item())
     found = ranks(embed_images(torch.stack(ends), embedder), centres, np.array(truth)) == 0
@@ -116,9 +116,15 @@ def morphs(model, test, first: list[int], centres: np.ndarray, guidance: float, 
             "independent_end_to_end_change": float(np.mean(independent))}
 
 
+def guidance_key(guidance: float, temperature: float = 1.0) -> str:
+    """The key of one sampling setting in an entry's `guidance` figures: "5", or "5, temperature 0.8"."""
+    return f"{guidance:g}" if temperature == 1 else f"{guidance:g}, temperature {temperature:g}"
+
+
 def evaluate_portraits(model, test, *, twin=None, guidances=GUIDANCE_SWEEP, per_person: int = 8, seed: int = 0,
-                       embedder=None) -> tuple[dict[str, Any], dict[float, torch.Tensor]]:
-    """Every figure of the module docstring on one test set; also the portraits drawn at each w."""
+                       temperature: float = 1.0, embedder=None) -> tuple[dict[str, Any], dict[float, torch.Tensor]]:
+    """Every figure of the module docstring on one test set; also the portraits drawn at each w
+    (sampled at `temperature`; 1, the default, samples the model as it is)."""
     ids, first, centres, rows = held_out_people(test)
     result = likelihoods(model, twin, test, rows, ids)
     real = rows[torch.cat([torch.arange(len(rows))[test.labels[rows] == p][:per_person] for p in ids])]
@@ -129,9 +135,9 @@ def evaluate_portraits(model, test, *, twin=None, guidances=GUIDANCE_SWEEP, per_
     result["guidance"], drawn = {}, {}
     for w in guidances:
         ident, drawn[w] = identification(model, test, first, centres, w, per_person=per_person, seed=seed,
-                                         embedder=embedder)
-        result["guidance"][f"{w:g}"] = {**ident, **morphs(model, test, first, centres, w, seed=seed,
-                                                          embedder=embedder)}
+                                         temperature=temperature, embedder=embedder)
+        result["guidance"][guidance_key(w, temperature)] = {
+            **ident, **morphs(model, test, first, centres, w, seed=seed, temperature=temperature, embedder=embedder)}
     return result, drawn
 
 
@@ -206,7 +212,8 @@ def test_set_card(p: dict[str, Any], name: str) -> str:
 | guidance w | portraits identified, top-1 | top-5 | morph rows with both ends identified | morph end-to-end pixel change, one seed / independent seeds |
 |---|---|---|---|---|
 {rows}
-{p['per_person']} portraits of each person, seed {p['seed']}; morph rows of 8 images between pairs of people.
+{p['per_person']} portraits of each person, seed {p['seed']}, temperature 1 unless a row says otherwise; morph rows of 8
+images between pairs of people.
 
 """
 
@@ -225,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--twin", type=Path, help="an unconditional model of the same size and budget")
     parser.add_argument("--guidance", type=float, nargs="+", default=list(GUIDANCE_SWEEP))
     parser.add_argument("--per_person", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="sampling temperature of the portraits and morphs (recorded beside w unless 1)")
     parser.add_argument("--figures", action="store_true", help="also redraw samples.png, interpolation.png, examples/")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
@@ -233,12 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     model = from_pretrained(args.model)
     twin = from_pretrained(args.twin) if args.twin else None
     test = load_dataset(args.test_set, "test", data_dir=args.data_dir)
-    result, drawn = evaluate_portraits(model, test, twin=twin, guidances=args.guidance, per_person=args.per_person)
+    result, drawn = evaluate_portraits(model, test, twin=twin, guidances=args.guidance, per_person=args.per_person,
+                                       temperature=args.temperature)
     metrics = read_metrics(args.model) or {}
     rounded = json.loads(json.dumps(result), parse_float=lambda v: round(float(v), 4))
     entries = measured_sets(metrics.get("portraits"))
     earlier = entries.get(args.test_set, {}).get("guidance", {})  # other guidance values measured before stay
-    rounded["guidance"] = dict(sorted({**earlier, **rounded["guidance"]}.items(), key=lambda item: float(item[0])))
+    rounded["guidance"] = dict(sorted({**earlier, **rounded["guidance"]}.items(),
+                                      key=lambda item: (float(item[0].split(",")[0]), item[0])))
     metrics["portraits"] = {**entries, args.test_set: rounded}
     (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
     rewrite_card(args.model, model)
