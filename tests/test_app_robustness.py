@@ -56,8 +56,8 @@ def stop_at_random(page, run: str, stop: str, progress: str, delay: float) -> st
 
 
 def test_stop_at_random_moments_never_breaks_a_tab(page):
-    """24 Stops across the three playbacks, 3 in Portraits and 3 in the Auto-encoder: no Error badge,
-    a grid kept, and where it stopped said."""
+    """24 Stops across the three playbacks, then 3 each in Portraits, Morph and the Auto-encoder: no
+    Error badge, a grid kept, and where it stopped said."""
     rng = random.Random(24)
     page.locator("#generate-count input[type=number]").fill("16")
     page.locator("#generate-count input[type=number]").press("Enter")
@@ -73,6 +73,7 @@ def test_stop_at_random_moments_never_breaks_a_tab(page):
     page.screenshot(path=str(ARTIFACTS / "stopped-24-times.png"))
     for tab, run, stop, progress, grid in (("Portraits from a photo", "#face-generate", "#face-stop", "#face-progress",
                                             "#face-portraits"),
+                                           ("Morph two faces", "#morph", "#morph-stop", "#morph-progress", "#morph-row"),
                                            ("Auto-encoder", "#ae-decode", "#ae-stop", "#ae-progress", "#ae-decodings")):
         page.get_by_role("tab", name=tab).click()
         if tab.startswith("Portraits"):
