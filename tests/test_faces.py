@@ -185,6 +185,8 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
     colder, colder_drawn = evaluate_portraits(model, test, guidances=(3.0,), per_person=2, temperature=0.5)
     assert set(colder["guidance"]) == {"3, temperature 0.5"} and not torch.equal(colder_drawn[3.0], drawn[3.0])
     assert "| 3, temperature 0.5 | " in portraits_card({"celeba-faces32": colder})
+    from pixelcnn.experiments.portraits import key_order
+    assert sorted(["8", "5, temperature 0.8", "10", "5"], key=key_order) == ["5", "5, temperature 0.8", "8", "10"]
 
 
 def test_an_older_flat_portraits_entry_is_replaced_not_mixed_in():

@@ -121,6 +121,11 @@ def guidance_key(guidance: float, temperature: float = 1.0) -> str:
     return f"{guidance:g}" if temperature == 1 else f"{guidance:g}, temperature {temperature:g}"
 
 
+def key_order(key: str) -> tuple[float, str]:
+    """Sort key of a `guidance_key`: by w, then plain before other temperatures."""
+    return float(key.split(",")[0]), key
+
+
 def evaluate_portraits(model, test, *, twin=None, guidances=GUIDANCE_SWEEP, per_person: int = 8, seed: int = 0,
                        temperature: float = 1.0, embedder=None) -> tuple[dict[str, Any], dict[float, torch.Tensor]]:
     """Every figure of the module docstring on one test set; also the portraits drawn at each w
@@ -248,8 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     rounded = json.loads(json.dumps(result), parse_float=lambda v: round(float(v), 4))
     entries = measured_sets(metrics.get("portraits"))
     earlier = entries.get(args.test_set, {}).get("guidance", {})  # other guidance values measured before stay
-    rounded["guidance"] = dict(sorted({**earlier, **rounded["guidance"]}.items(),
-                                      key=lambda item: (float(item[0].split(",")[0]), item[0])))
+    rounded["guidance"] = dict(sorted({**earlier, **rounded["guidance"]}.items(), key=lambda item: key_order(item[0])))
     metrics["portraits"] = {**entries, args.test_set: rounded}
     (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
     rewrite_card(args.model, model)
