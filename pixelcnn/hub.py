@@ -12,16 +12,20 @@
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import safetensors.torch
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
-                                    RepositoryNotFoundError, RevisionNotFoundError)
 
-from typing import ClassVar
+with warnings.catch_warnings():
+    # huggingface_hub imports tqdm.auto, which warns "IProgress not found" (with an absolute path) in a
+    # Jupyter kernel without ipywidgets, the `notebooks` extra; its text progress bars work without them
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

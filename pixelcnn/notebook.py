@@ -4,7 +4,6 @@
 """
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,11 @@ from .presets import notebook_settings
 
 
 def setup(notebook: str, preset: str, root: str | Path) -> tuple[str, dict[str, Any]]:
-    """Work from the repository root, quiet the progress bars' ipywidgets warning, pick the device and
-    say what runs; returns (device, the notebook's settings at `preset`, from `pixelcnn.presets`)."""
+    """Work from the repository root, pick the device and say what runs; returns (device, the
+    notebook's settings at `preset`, from `pixelcnn.presets`)."""
     from . import __version__
 
     os.chdir(root)  # every path in the notebooks is relative to the repository root
-    warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars without ipywidgets
     settings = notebook_settings(notebook, preset)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"pixelcnn {__version__}, torch {torch.__version__}, device {device}, preset {preset!r}")

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,33 @@ def test_the_smoke_preset_runs(path, tmp_path):
     executed = json.loads(out.read_text())
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+JUPYTER_WITHOUT_IPYWIDGETS = """
+import sys, types, warnings
+sys.modules["ipywidgets"] = None  # the notebooks extra is not installed
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")  # tqdm.auto's sign of a Jupyter kernel
+import IPython
+
+class KernelShell:
+    config = {"IPKernelApp": {}}
+    custom_exceptions = ()
+
+    def set_custom_exc(self, *args):
+        pass
+
+IPython.get_ipython = KernelShell
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import pixelcnn.train  # noqa: F401  (imports the hub and, later, tqdm.auto)
+    from tqdm.auto import tqdm  # noqa: F401
+print([str(w.message) for w in caught if "IProgress" in str(w.message)])
+"""
+
+
+def test_importing_the_library_in_a_kernel_without_ipywidgets_prints_no_warning():
+    # the warning carries tqdm's absolute path into a notebook's saved outputs
+    done = subprocess.run([sys.executable, "-c", JUPYTER_WITHOUT_IPYWIDGETS], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
