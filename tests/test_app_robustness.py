@@ -86,6 +86,40 @@ def test_stop_at_random_moments_never_breaks_a_tab(page):
         page.screenshot(path=str(ARTIFACTS / f"stopped-{tab.split()[0].lower()}.png"))
 
 
+def test_a_stop_while_the_run_waits_in_the_queue_is_kept(shipped, browser):  # noqa: F811
+    """Two other users fill the Class picker's two slots; a third clicks Generate and then Stop while
+    the run waits in the queue. When its turn comes, the run ends at its first frame and says so."""
+    pages = [browser.new_page(viewport={"width": 1400, "height": 1000}) for _ in range(3)]
+    try:
+        for page in pages:
+            page.goto(shipped[0])
+            page.wait_for_selector("#generate", timeout=60_000)
+            page.locator("#generate-count input[type=number]").fill("16")
+            page.locator("#generate-count input[type=number]").press("Enter")
+            page.get_by_label("pixel by pixel").check()
+        for page in pages[:2]:
+            page.click("#generate")
+            page.wait_for_function("document.querySelector('#progress').innerText.includes('sub-pixels')",
+                                   timeout=60_000)
+        waiting = pages[2]
+        waiting.click("#generate")
+        waiting.wait_for_function("/queue/.test(document.body.innerText)", timeout=30_000)
+        waiting.screenshot(path=str(ARTIFACTS / "queued-before-stop.png"))
+        waiting.click("#stop")
+        for page in pages[:2]:
+            page.click("#stop")
+        waiting.wait_for_function("/Stopped at|done/.test(document.querySelector('#progress').innerText)",
+                                  timeout=60_000)
+        waiting.wait_for_function(IDLE, timeout=30_000)
+        ended = text(waiting, "#progress")
+        assert ended.startswith("Stopped at row 0,"), ended
+        assert waiting.evaluate(ERROR_BADGES) == 0
+        waiting.screenshot(path=str(ARTIFACTS / "stopped-in-the-queue.png"))
+    finally:
+        for page in pages:
+            page.close()
+
+
 def test_refused_inputs_are_messages_with_the_tab_consistent(page, shipped, tmp_path):
     """A user's mistake: one message, no Error badge, no stale result, one log line, no traceback."""
     log = shipped[1]

@@ -77,6 +77,11 @@ def test_stop_reports_the_row_and_keeps_the_partial_grid(explorer):
     class_picker.STOP.stop(None)
     *_, last = class_picker.generate(explorer, explorer.first, "a", 2, 1.0, 0, [], "full speed")
     assert last[1].endswith("done")
+    # a Stop clicked while the run still waits in the queue (after its click) stops it at its first frame
+    class_picker.STOP.ask(None)
+    class_picker.STOP.stop(None)
+    frames = list(class_picker.generate(explorer, explorer.first, "a", 2, 1.0, 0, [], "row by row"))
+    assert len(frames) == 1 and frames[0][1].startswith("**Stopped at row 0,"), frames[0][1]
 
 
 def test_a_model_switch_clears_every_output_of_the_old_model(explorer):

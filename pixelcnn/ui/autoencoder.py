@@ -169,10 +169,10 @@ def wire(tab: AutoEncoderTab, page: Page) -> None:
         yield from encode_and_decode(explorer, path, example, code, n, temperature, seed, guidance, request)
 
     nothing_decoded = lambda message: (None, None, None, refused_note(message))  # noqa: E731
-    tab.decode.click(refusing(on_decode, nothing_decoded),
-                     [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed, tab.guidance],
-                     [tab.original, tab.mse, tab.decodings, tab.progress], api_name="autoencode", concurrency_limit=2)
-    STOP.wire(tab.stop)
+    STOP.wire(tab.stop, tab.decode).then(
+        refusing(on_decode, nothing_decoded),
+        [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed, tab.guidance],
+        [tab.original, tab.mse, tab.decodings, tab.progress], api_name="autoencode", concurrency_limit=2)
     # a file of the user's own replaces the test image: the dropdown no longer names it
     tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
 

@@ -108,12 +108,11 @@ def wire(tab: ClassPickerTab, page: Page) -> None:
         yield from generate(explorer, choice, name, n, temperature, seed, recent, mode, guidance, request)
 
     nothing_drawn = lambda message: (None, refused_note(message), gr.skip(), gr.skip())  # noqa: E731
-    tab.generate.click(
+    STOP.wire(tab.stop, tab.generate).then(
         refusing(on_generate, nothing_drawn),
         [model_choice, tab.class_name, tab.n_samples, tab.temperature, tab.seed, tab.history_state, tab.playback,
          tab.guidance],
         [tab.samples, tab.progress, tab.history, tab.history_state], api_name="generate", concurrency_limit=2)
-    STOP.wire(tab.stop)
 
 
 TAB = Tab("Class picker", layout, wire, model_changed, ClassPickerTab.model_outputs, uses_model=True)

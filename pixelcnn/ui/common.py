@@ -237,48 +237,62 @@ def play(events: Iterator[SampleProgress], mode: str, pixels: int, images: int) 
 
 
 class Stopper:
-    """Stop, cooperatively: a Stop click marks the session's run of one tab, and the run's generator
-    sees the mark at its next frame and ends there by itself, keeping what it drew and saying where
-    it stopped.
+    """Stop, cooperatively: a Stop click marks the session's runs of one tab asked for so far, and a
+    marked run's generator sees the mark at its next frame and ends there by itself, keeping what it
+    drew and saying where it stopped. A run still waiting in the queue is marked too, because runs
+    are counted at the click (`ask`), before they queue; a Stop after a run ended marks no later run.
 
     Cancelling the Gradio event instead (`cancels=`) raced with the run's own frames: about one Stop
     in four left the outputs marked "Error" and wiped the grid and the gallery.
     """
 
     def __init__(self) -> None:
-        self._marked: set[str] = set()
+        self._asked: dict[str, int] = {}    # runs each session asked for (clicked, or started unasked)
+        self._started: dict[str, int] = {}  # runs each session started
+        self._stopped: dict[str, int] = {}  # the last run each session's Stop applies to
         self._lock = threading.Lock()
 
     @staticmethod
     def session(request: gr.Request | None) -> str:
         return getattr(request, "session_hash", None) or "local"
 
-    def start(self, request: gr.Request | None) -> str:
-        """A new run of this session: forget an old Stop; returns the key `requested` takes."""
+    def ask(self, request: gr.Request | None = None) -> None:
+        """The run button's click, before the run queues: a Stop from now on applies to that run."""
         key = self.session(request)
         with self._lock:
-            self._marked.discard(key)
-        return key
+            self._asked[key] = self._asked.get(key, 0) + 1
+
+    def start(self, request: gr.Request | None) -> tuple[str, int]:
+        """A run begins; returns the key `requested` takes: (session, the run's number)."""
+        key = self.session(request)
+        with self._lock:
+            number = self._started[key] = self._started.get(key, 0) + 1
+            self._asked[key] = max(self._asked.get(key, 0), number)  # a run called without a click
+        return key, number
 
     def stop(self, request: gr.Request | None = None) -> None:
-        """The Stop button's handler."""
+        """The Stop button's handler: marks every run of the session asked for so far."""
+        key = self.session(request)
         with self._lock:
-            self._marked.add(self.session(request))
+            self._stopped[key] = self._asked.get(key, 0)
 
-    def requested(self, key: str) -> bool:
-        """Whether Stop was clicked since the run started (the mark is used up)."""
+    def requested(self, run: tuple[str, int]) -> bool:
+        """Whether Stop was clicked for this run (while it ran, or while it waited in the queue)."""
+        key, number = run
         with self._lock:
-            if key in self._marked:
-                self._marked.discard(key)
-                return True
-        return False
+            return self._stopped.get(key, 0) >= number
 
-    def wire(self, button: gr.Button) -> None:
-        """The Stop button marks the run; it needs no queue slot, so it acts at once."""
-        def on_stop(request: gr.Request):  # a closure: Gradio reads the gr.Request hint to pass the session
+    def wire(self, button: gr.Button, run_button: gr.Button) -> gr.events.Dependency:
+        """The Stop button marks the runs; it needs no queue slot, so it acts at once. Returns the run
+        button's click, which counts the run before it queues: chain the run to it with `.then`."""
+        def on_stop(request: gr.Request):  # closures: Gradio reads the gr.Request hint to pass the session
             self.stop(request)
 
+        def on_ask(request: gr.Request):
+            self.ask(request)
+
         button.click(on_stop, None, None, api_visibility="private", queue=False)
+        return run_button.click(on_ask, None, None, api_visibility="private", queue=False)
 
 
 def stop_note(event: SampleProgress, channels: int, width: int) -> str:

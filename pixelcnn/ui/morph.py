@@ -127,10 +127,10 @@ def wire(tab: MorphTab, page: Page) -> None:
     def on_alpha(path_a, example_a, path_b, example_b, alpha: float, seed: float, guidance: float):
         return at_alpha(explorer, path_a, example_a, path_b, example_b, alpha, seed, guidance)
 
-    run = tab.generate.click(refusing(on_morph, lambda message: (None, None, refused_note(message))),
-                             [*faces_in, tab.steps, tab.seed, tab.guidance],
-                             [tab.faces, tab.row, tab.progress], api_name="interpolate", concurrency_limit=2)
-    STOP.wire(tab.stop)
+    run = STOP.wire(tab.stop, tab.generate).then(
+        refusing(on_morph, lambda message: (None, None, refused_note(message))),
+        [*faces_in, tab.steps, tab.seed, tab.guidance], [tab.faces, tab.row, tab.progress], api_name="interpolate",
+        concurrency_limit=2)
     tab.alpha.release(refusing(on_alpha, lambda message: None), [*faces_in, tab.alpha, tab.seed, tab.guidance],
                       tab.single, api_name="between")
     # after the row, the portrait at alpha; a refused row has said why already

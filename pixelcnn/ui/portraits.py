@@ -166,10 +166,10 @@ def wire(tab: PortraitsTab, page: Page) -> None:
         yield from draw_portraits(explorer, path, example, n, temperature, seed, guidance, request)
 
     nothing_drawn = lambda message: (None, None, None, refused_note(message))  # noqa: E731
-    tab.generate.click(refusing(on_generate, nothing_drawn),
-                       [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed, tab.guidance],
-                       [tab.photo, tab.crop, tab.portraits, tab.progress], api_name="portraits", concurrency_limit=2)
-    STOP.wire(tab.stop)
+    STOP.wire(tab.stop, tab.generate).then(
+        refusing(on_generate, nothing_drawn), [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed,
+                                               tab.guidance],
+        [tab.photo, tab.crop, tab.portraits, tab.progress], api_name="portraits", concurrency_limit=2)
     tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
 
 
