@@ -161,7 +161,7 @@ def test_ranks_counts_the_centres_nearer_than_the_true_one():
 def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
     """Every figure of the measurement on 4 people x 3 photos, with dlib's embedder, and its card section."""
     from pixelcnn.data import ImageDataset
-    from pixelcnn.experiments.portraits import evaluate_portraits, portraits_card
+    from pixelcnn.experiments.portraits import evaluate_portraits, key_order, portraits_card
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (12, 3, 8, 8), generator=gen, dtype=torch.uint8)
@@ -185,7 +185,6 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
     colder, colder_drawn = evaluate_portraits(model, test, guidances=(3.0,), per_person=2, temperature=0.5)
     assert set(colder["guidance"]) == {"3, temperature 0.5"} and not torch.equal(colder_drawn[3.0], drawn[3.0])
     assert "| 3, temperature 0.5 | " in portraits_card({"celeba-faces32": colder})
-    from pixelcnn.experiments.portraits import key_order
     assert sorted(["8", "5, temperature 0.8", "10", "5"], key=key_order) == ["5", "5, temperature 0.8", "8", "10"]
 
 
