@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import write_report  # noqa: E402
 from pixelcnn import GatedPixelCNN, PixelCNNConfig  # noqa: E402
-from pixelcnn.presets import MODEL_PRESETS  # noqa: E402
+from pixelcnn.presets import MODEL_PRESETS, preset_model  # noqa: E402
 from pixelcnn.sampling import sample, stream  # noqa: E402
 
 SMOKE_PRESETS = {"smoke-grey": PixelCNNConfig(image_channels=1, image_size=6, hidden_channels=8, n_layers=2,
@@ -88,7 +88,7 @@ def time_cached(model: GatedPixelCNN, n: int, device: torch.device, repeats: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS), help="model presets to time")
+    parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS), help="model presets (or training presets, e.g. faces-gpu) to time")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--naive-steps", type=int, default=24, help="naive sub-pixels timed, then extrapolated")
     parser.add_argument("--repeats", type=int, default=1, help="cached runs per row (median)")
@@ -100,7 +100,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    presets = SMOKE_PRESETS if args.smoke else {name: MODEL_PRESETS[name] for name in args.presets}
+    presets = SMOKE_PRESETS if args.smoke else {name: preset_model(name) for name in args.presets}
     rows = []
     header = ("| preset | image | batch | forward (s) | naive (s, extrapolated) | cached (s) | speed-up "
               "| sub-pixels/s (cached) | cached / forward | guided w = 3 (s) | guided / cached |")

@@ -374,5 +374,7 @@ def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     model = pixelcnn.from_pretrained(out / "model")
     assert model.config.learned_null and model.config.conditioning == "spatial"
+    shipped = pixelcnn.from_pretrained(ROOT / "weights" / "faces-portrait").config
+    assert model.config.hidden_channels > shipped.hidden_channels, "a GPU run gets a larger model than the CPU one"
     card = (out / "model" / "README.md").read_text()
     assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.4 min" in card
