@@ -88,7 +88,8 @@ def time_cached(model: GatedPixelCNN, n: int, device: torch.device, repeats: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS), help="model presets (or training presets, e.g. faces-gpu) to time")
+    parser.add_argument("--presets", nargs="+", default=list(MODEL_PRESETS),
+                        help="model presets (or training presets, e.g. faces-gpu) to time")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--naive-steps", type=int, default=24, help="naive sub-pixels timed, then extrapolated")
     parser.add_argument("--repeats", type=int, default=1, help="cached runs per row (median)")
