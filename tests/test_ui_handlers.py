@@ -1,6 +1,9 @@
 """The app's handlers, called as functions: no server, no browser."""
 
 
+import time
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -131,3 +134,28 @@ def test_the_blind_spot_handler_answers_every_control():
     assert picture.width == blind_spot.FIELD_SIZE * blind_spot.MAP_SCALE
     with pytest.raises(gr.Error):
         blind_spot.receptive_field("Gated PixelCNN", 30, 3, 8, 5)
+
+
+def test_a_picture_shown_twice_is_cached_once_and_never_rewritten(tmp_path):
+    """Gradio rewrites a repeated PIL output in place, truncating a file the browser may be fetching."""
+    from PIL import Image
+
+    from pixelcnn.ui.common import gallery, picture
+
+    noise = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    drawn = Image.fromarray(noise)
+    image = picture(type="pil", format="png")
+    image.GRADIO_CACHE = str(tmp_path)
+    assert type(image) is gr.Image  # no component class of ours: Gradio would write a .pyi beside it
+    first = image.postprocess(drawn).path
+    stamp = (Path(first).stat().st_ino, Path(first).stat().st_mtime_ns)
+    time.sleep(0.01)
+    again = image.postprocess(Image.fromarray(noise.copy())).path
+    assert again == first and (Path(first).stat().st_ino, Path(first).stat().st_mtime_ns) == stamp
+    assert np.array_equal(np.asarray(Image.open(first)), noise)
+    other = image.postprocess(Image.fromarray(255 - noise)).path
+    assert other != first and not list(tmp_path.rglob(".image-*"))  # no staging file left behind
+    shelf = gallery("recent", "recent")
+    shelf.GRADIO_CACHE = str(tmp_path)
+    items = shelf.postprocess([(drawn, "seed 0"), Image.fromarray(255 - noise)]).root
+    assert [item.image.path for item in items] == [first, other] and items[0].caption == "seed 0"

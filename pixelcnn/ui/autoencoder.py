@@ -10,8 +10,8 @@ import gradio as gr
 from ..autoencoder import (RECONSTRUCTION_GUIDANCE, MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction,
                            reconstructions)
 from ..images import display_scale, image_grid
-from .common import (Page, Stopper, Tab, checked_count, play, progress_text, read_upload, refused_note, refusing,
-                     render_frame, sampling_controls, stop_note)
+from .common import (Page, Stopper, Tab, checked_count, picture, play, progress_text, read_upload, refused_note,
+                     refusing, render_frame, sampling_controls, stop_note)
 from .models import Explorer
 
 STOP = Stopper()
@@ -105,11 +105,11 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
                 (RECONSTRUCTION_GUIDANCE, "the code", "ae-guidance"))
         with gr.Column(scale=2):
             with gr.Row():
-                original = gr.Image(label="The image as the model sees it", type="pil", interactive=False,
+                original = picture(label="The image as the model sees it", type="pil", interactive=False,
                                     format="png", buttons=[], elem_id="ae-original", elem_classes=["pixelated"])
-                mse = gr.Image(label="MSE decoder: one average", type="pil", interactive=False, format="png",
+                mse = picture(label="MSE decoder: one average", type="pil", interactive=False, format="png",
                                buttons=[], elem_id="ae-mse", elem_classes=["pixelated"])
-            decodings = gr.Image(label="PixelCNN decoder: samples given the same code", type="pil",
+            decodings = picture(label="PixelCNN decoder: samples given the same code", type="pil",
                                  interactive=False, format="png", buttons=["download"], elem_id="ae-decodings",
                                  elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="ae-progress")

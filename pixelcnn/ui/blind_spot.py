@@ -8,7 +8,7 @@ import torch
 from ..config import PixelCNNConfig
 from ..images import FIELD_COLOURS, receptive_field_picture
 from ..receptive_field import blind_spot, dependency_map, field_by_depth, random_model
-from .common import Page, Tab, gallery, refused_note, refusing, slider
+from .common import Page, Tab, gallery, picture, refused_note, refusing, slider
 from .models import Explorer
 
 FIELD_SIZE = 12           # the tab's image is FIELD_SIZE x FIELD_SIZE
@@ -77,7 +77,7 @@ def layout(explorer: Explorer | None = None) -> BlindSpotTab:
             show = gr.Button("Show receptive field", variant="primary", elem_id="show-field")
         with gr.Column(scale=2):
             with gr.Row():
-                field_map = gr.Image(show_label=False, type="pil", elem_id="field", interactive=False, format="png",
+                field_map = picture(show_label=False, type="pil", elem_id="field", interactive=False, format="png",
                                      buttons=[], elem_classes=["pixelated"], scale=3)
                 gr.Markdown(LEGEND, elem_id="field-legend")
             field_text = gr.Markdown(elem_id="field-text")

@@ -7,8 +7,8 @@ import gradio as gr
 
 from ..images import display_scale
 from ..sampling import CLASS_GUIDANCE, stream
-from .common import (PLAYBACK, SUBPIXEL_NOTE, Page, Stopper, Tab, checked_count, gallery, play, progress_text,
-                     refused_note, refusing, render_frame, sampling_controls, save_png, stop_note)
+from .common import (PLAYBACK, SUBPIXEL_NOTE, Page, Stopper, Tab, checked_count, gallery, picture, play, progress_text,
+                     refused_note, refusing, render_frame, sampling_controls, stop_note)
 from .models import Explorer, class_choices, sampling_condition
 
 RECENT = 6
@@ -49,7 +49,7 @@ def layout(explorer: Explorer) -> ClassPickerTab:
                 "Samples", 8, "Generate", "generate", "stop", (CLASS_GUIDANCE, "the class", "class-guidance"),
                 seed_info="the seed alone fixes the pixels")
         with gr.Column(scale=2):
-            samples = gr.Image(show_label=False, format="png", type="pil", buttons=["download"],
+            samples = picture(show_label=False, format="png", type="pil", buttons=["download"],
                                elem_id="samples", interactive=False, elem_classes=["pixelated"])
             progress = gr.Markdown(SUBPIXEL_NOTE, elem_id="progress")
     history = gallery("Recent grids (seed in the caption)", "history")
@@ -83,12 +83,12 @@ def generate(explorer: Explorer, choice: str, name: str | None, n: float, temper
         text = progress_text(event, n, cfg.image_channels, cfg.width)
         if not event.finished and STOP.requested(key):  # keep the partial grid, say where it stopped
             events.close()
-            recent = ([(save_png(grid, "pixelcnn-stopped-"), f"{label} · stopped")] + list(recent or []))[:RECENT]
+            recent = ([(grid, f"{label} · stopped")] + list(recent or []))[:RECENT]
             yield grid, f"{stop_note(event, cfg.image_channels, cfg.width)} {text}", recent, recent
             return
         if not event.finished:
             yield grid, text, gr.skip(), gr.skip()
-    recent = ([(save_png(grid, "pixelcnn-samples-"), label)] + list(recent or []))[:RECENT]
+    recent = ([(grid, label)] + list(recent or []))[:RECENT]
     yield grid, text + " · done", recent, recent
 
 

@@ -2,14 +2,18 @@
 playback pacing, streaming frames and progress text, picture files and the page's CSS."""
 
 import functools
+import hashlib
 import inspect
+import io
 import logging
 import math
+import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -137,8 +141,9 @@ def checked_count(n: float | None, what: str, most: int = MAX_SAMPLES) -> int:
 
 def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
     """A gallery that shows whole images with their captions, pixelated."""
-    return gr.Gallery(label=label, columns=columns, fit_columns=False, height=250, object_fit="contain",
-                      elem_id=elem_id, allow_preview=True, elem_classes=["pixelated"], format="png")
+    return cached_pictures(gr.Gallery(label=label, columns=columns, fit_columns=False, height=250,
+                                      object_fit="contain", elem_id=elem_id, allow_preview=True,
+                                      elem_classes=["pixelated"], format="png"))
 
 
 TEMPERATURE_INFO = ("below 1 the likeliest value wins, and a pixel model drifts to a plain background; for "
@@ -175,11 +180,51 @@ def read_upload(path: str, config):
         raise gr.Error(f"cannot use this file: {e}")
 
 
-def save_png(picture: Image.Image, prefix: str) -> str:
-    handle = tempfile.NamedTemporaryFile(prefix=prefix, suffix=".png", delete=False)
-    picture.save(handle, format="PNG")
-    handle.close()
-    return handle.name
+def cached_png(picture: Image.Image, cache_dir: str) -> str:
+    """Path of `picture` as a PNG in Gradio's cache folder, named by its content and never rewritten.
+
+    Gradio 6 writes a generated PIL picture to its content-named cache file in place. When the same
+    picture comes again (an image measured twice, a stream's last frame shown as the result) the
+    rewrite truncates a file the browser may be fetching, and the server breaks off the response
+    ("Too little data for declared Content-Length"). Here a picture already cached is left alone and
+    a new one is written under a temporary name, then renamed into place in one step.
+    """
+    data = io.BytesIO()
+    picture.save(data, format="PNG")
+    folder = Path(cache_dir) / f"pixelcnn-{hashlib.sha256(data.getvalue()).hexdigest()}"
+    target = folder / "image.png"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=folder, prefix=".image-", suffix=".png")
+        with os.fdopen(handle, "wb") as file:
+            file.write(data.getvalue())
+        os.replace(staging, target)
+    return str(target)
+
+
+def picture(**options: Any) -> gr.Image:
+    """A gr.Image for generated pictures, served with `cached_pictures`."""
+    return cached_pictures(gr.Image(**options))
+
+
+def cached_pictures(component: gr.Image | gr.Gallery) -> gr.Image | gr.Gallery:
+    """`component` with the PIL pictures of its values (captioned or not) written by `cached_png`.
+
+    This replaces the component's own postprocess, which Gradio calls for every value it shows. A
+    subclass would say it more plainly, but Gradio writes a .pyi stub beside every module that
+    defines a component class, here into the installed package."""
+    postprocess = component.postprocess
+
+    def cached(item: Any) -> Any:
+        if isinstance(item, tuple):
+            return (cached(item[0]), *item[1:])
+        return cached_png(item, component.GRADIO_CACHE) if isinstance(item, Image.Image) else item
+
+    def postprocess_cached(value: Any) -> Any:
+        return postprocess([cached(item) for item in value] if isinstance(value, list) else cached(value))
+
+    component.postprocess = postprocess_cached
+    return component
 
 
 def paced(events: Iterator[SampleProgress], frame_s: float) -> Iterator[SampleProgress]:

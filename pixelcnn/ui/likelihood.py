@@ -10,7 +10,7 @@ import torch
 
 from ..images import completion_picture, display_scale, distribution_figure, heat_map_with_bar, image_grid
 from ..sampling import given_top_rows, stream
-from .common import ROW_FRAME_S, Page, Tab, paced, read_upload, refused_note, refusing, slider
+from .common import ROW_FRAME_S, Page, Tab, paced, picture, read_upload, refused_note, refusing, slider
 from .models import AUTO_CLASS, Explorer, class_choices, class_index
 
 UNIFORM_WARNING = ("**This image is far outside what the model learnt**: above 8 bits/dim it costs more than "
@@ -53,9 +53,9 @@ def layout(explorer: Explorer) -> LikelihoodTab:
             measure = gr.Button("Measure", variant="primary", elem_id="measure")
         with gr.Column(scale=2):
             with gr.Row():
-                model_view = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=[],
+                model_view = picture(show_label=False, type="pil", interactive=False, format="png", buttons=[],
                                       elem_id="model-view", elem_classes=["pixelated"])
-                surprise = gr.Image(show_label=False, type="pil", interactive=False, elem_id="surprise",
+                surprise = picture(show_label=False, type="pil", interactive=False, elem_id="surprise",
                                     format="png", buttons=[], elem_classes=["pixelated"])
             score_text = gr.Markdown("Left: the image as the model sees it. Right: bits per pixel; click a pixel "
                                      "for the model's prediction there.", elem_id="score")
@@ -65,7 +65,7 @@ def layout(explorer: Explorer) -> LikelihoodTab:
                               label="Keep the top rows")
         complete_seed = gr.Number(value=0, precision=0, label="Seed")
         complete = gr.Button("Complete the rest", elem_id="complete")
-    completion = gr.Image(label="The original (left) and its completion (right); the line marks the kept rows",
+    completion = picture(label="The original (left) and its completion (right); the line marks the kept rows",
                           type="pil", interactive=False, buttons=["download"], format="png", elem_id="completion",
                           elem_classes=["pixelated"])
     return LikelihoodTab(upload, example, lens_class, measure, model_view, surprise, score_text, distribution,

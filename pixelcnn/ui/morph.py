@@ -11,8 +11,8 @@ from PIL import Image
 from ..faces import PORTRAIT_GUIDANCE, Face
 from ..images import display_scale, image_grid
 from ..sampling import between, interpolate
-from .common import (Page, Stopper, Tab, guidance_slider, play, progress_text, refused_note, refusing,
-                     slider, stop_note)
+from .common import (Page, Stopper, Tab, guidance_slider, picture, play, progress_text, refused_note, refusing, slider,
+                     stop_note)
 from .models import Explorer
 from .portraits import PRIVACY, checked_guidance, face_examples, photo_with_box, portrait_model, read_face
 
@@ -58,14 +58,14 @@ def layout(explorer: Explorer) -> MorphTab:
             with gr.Row():
                 generate = gr.Button("Morph", variant="primary", elem_id="morph")
                 stop = gr.Button("Stop", elem_id="morph-stop")
-    faces = gr.Image(label="The two faces found", type="pil", interactive=False, format="png", buttons=[])
-    row = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
+    faces = picture(label="The two faces found", type="pil", interactive=False, format="png", buttons=[])
+    row = picture(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
                    elem_id="morph-row", elem_classes=["pixelated"])
     progress = gr.Markdown(elem_id="morph-progress")
     with gr.Row():
         alpha = slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
                           elem_id="alpha")
-        single = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=[],
+        single = picture(show_label=False, type="pil", interactive=False, format="png", buttons=[],
                           elem_id="morph-single", elem_classes=["pixelated"])
     return MorphTab(upload_a, example_a, upload_b, example_b, steps, seed, generate, stop, faces, row,
                             progress, alpha, single, guidance)

@@ -10,8 +10,8 @@ from PIL import Image, ImageDraw
 from ..conditioning import condition_class
 from ..faces import EMBEDDING_DIM, PORTRAIT_GUIDANCE, Face, default_embedder, portraits
 from ..images import UploadError, display_scale, open_image
-from .common import (Page, Stopper, Tab, checked_count, play, progress_text, refused_note, refusing, render_frame,
-                     sampling_controls, stop_note)
+from .common import (Page, Stopper, Tab, checked_count, picture, play, progress_text, refused_note, refusing,
+                     render_frame, sampling_controls, stop_note)
 from .models import Explorer
 
 STOP = Stopper()
@@ -123,11 +123,11 @@ def layout(explorer: Explorer) -> PortraitsTab:
         with gr.Column(scale=2):
             with gr.Row():
                 # small: the portraits below must fit on the screen with them
-                photo = gr.Image(label="The face found", type="pil", interactive=False, format="png", buttons=[],
+                photo = picture(label="The face found", type="pil", interactive=False, format="png", buttons=[],
                                  height=200)
-                crop = gr.Image(label="What the embedder sees", type="pil", interactive=False, format="png",
+                crop = picture(label="What the embedder sees", type="pil", interactive=False, format="png",
                                 buttons=[], height=200)
-            portraits = gr.Image(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
+            portraits = picture(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
                                  elem_id="face-portraits", elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="face-progress")
     return PortraitsTab(upload, example, n_samples, temperature, seed, generate, stop, photo, crop, portraits, progress,
