@@ -29,7 +29,7 @@ command gives the same optimisation on 1 or N processes (and N must divide batch
 
 MODEL_PRESETS: dict[str, PixelCNNConfig] = {
     # 28x28 grey digits, 256 levels, one of 10 classes
-    "mnist-class": PixelCNNConfig(image_channels=1, image_size=28, levels=256, hidden_channels=48, n_layers=15,
+    "mnist-class": PixelCNNConfig(image_channels=1, image_size=28, levels=256, hidden_channels=48, n_layers=20,
                                   kernel_size=3, first_kernel_size=7, head_channels=128,
                                   conditioning="class", num_classes=10),
     # 32x32 RGB, 256 levels per channel, one of 10 classes; 48 = 3 colour groups of 16. Deepened from 8

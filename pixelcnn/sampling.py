@@ -37,7 +37,7 @@ from .model import GatedPixelCNN, PixelCNN
 METHODS = ("cached", "naive")
 # the Class picker's default guidance, chosen by measurement: samples recognised as their class
 # against w (weights/mnist-class/README.md)
-CLASS_GUIDANCE = 1.5
+CLASS_GUIDANCE = 2.0
 
 
 @dataclass
