@@ -105,13 +105,12 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
                 (RECONSTRUCTION_GUIDANCE, "the code", "ae-guidance"))
         with gr.Column(scale=2):
             with gr.Row():
-                original = picture(label="The image as the model sees it", type="pil", interactive=False,
-                                    format="png", buttons=[], elem_id="ae-original", elem_classes=["pixelated"])
-                mse = picture(label="MSE decoder: one average", type="pil", interactive=False, format="png",
-                               buttons=[], elem_id="ae-mse", elem_classes=["pixelated"])
-            decodings = picture(label="PixelCNN decoder: samples given the same code", type="pil",
-                                 interactive=False, format="png", buttons=["download"], elem_id="ae-decodings",
-                                 elem_classes=["pixelated"])
+                original = picture(label="The image as the model sees it", buttons=[], elem_id="ae-original",
+                                   elem_classes=["pixelated"])
+                mse = picture(label="MSE decoder: one average", buttons=[], elem_id="ae-mse",
+                              elem_classes=["pixelated"])
+            decodings = picture(label="PixelCNN decoder: samples given the same code", buttons=["download"],
+                                elem_id="ae-decodings", elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="ae-progress")
     return AutoEncoderTab(upload, example, code, n_samples, temperature, seed, decode, stop, original, mse,
                           decodings, progress, guidance)

@@ -77,8 +77,7 @@ def layout(explorer: Explorer | None = None) -> BlindSpotTab:
             show = gr.Button("Show receptive field", variant="primary", elem_id="show-field")
         with gr.Column(scale=2):
             with gr.Row():
-                field_map = picture(show_label=False, type="pil", elem_id="field", interactive=False, format="png",
-                                     buttons=[], elem_classes=["pixelated"], scale=3)
+                field_map = picture(show_label=False, elem_id="field", buttons=[], elem_classes=["pixelated"], scale=3)
                 gr.Markdown(LEGEND, elem_id="field-legend")
             field_text = gr.Markdown(elem_id="field-text")
     growth = gallery("The receptive field, layer by layer", "growth")

@@ -49,8 +49,7 @@ def layout(explorer: Explorer) -> ClassPickerTab:
                 "Samples", 8, "Generate", "generate", "stop", (CLASS_GUIDANCE, "the class", "class-guidance"),
                 seed_info="the seed alone fixes the pixels")
         with gr.Column(scale=2):
-            samples = picture(show_label=False, format="png", type="pil", buttons=["download"],
-                               elem_id="samples", interactive=False, elem_classes=["pixelated"])
+            samples = picture(show_label=False, buttons=["download"], elem_id="samples", elem_classes=["pixelated"])
             progress = gr.Markdown(SUBPIXEL_NOTE, elem_id="progress")
     history = gallery("Recent grids (seed in the caption)", "history")
     return ClassPickerTab(class_name, n_samples, temperature, seed, playback, generate, stop, samples, progress,

@@ -203,8 +203,8 @@ def cached_png(picture: Image.Image, cache_dir: str) -> str:
 
 
 def picture(**options: Any) -> gr.Image:
-    """A gr.Image for generated pictures, served with `cached_pictures`."""
-    return cached_pictures(gr.Image(**options))
+    """An output gr.Image for a generated PIL picture, shown as PNG and served with `cached_pictures`."""
+    return cached_pictures(gr.Image(**{"type": "pil", "interactive": False, "format": "png", **options}))
 
 
 def cached_pictures(component: gr.Image | gr.Gallery) -> gr.Image | gr.Gallery:

@@ -53,10 +53,8 @@ def layout(explorer: Explorer) -> LikelihoodTab:
             measure = gr.Button("Measure", variant="primary", elem_id="measure")
         with gr.Column(scale=2):
             with gr.Row():
-                model_view = picture(show_label=False, type="pil", interactive=False, format="png", buttons=[],
-                                      elem_id="model-view", elem_classes=["pixelated"])
-                surprise = picture(show_label=False, type="pil", interactive=False, elem_id="surprise",
-                                    format="png", buttons=[], elem_classes=["pixelated"])
+                model_view = picture(show_label=False, buttons=[], elem_id="model-view", elem_classes=["pixelated"])
+                surprise = picture(show_label=False, elem_id="surprise", buttons=[], elem_classes=["pixelated"])
             score_text = gr.Markdown("Left: the image as the model sees it. Right: bits per pixel; click a pixel "
                                      "for the model's prediction there.", elem_id="score")
             distribution = gr.Plot(show_label=False, elem_id="distribution")
@@ -66,8 +64,7 @@ def layout(explorer: Explorer) -> LikelihoodTab:
         complete_seed = gr.Number(value=0, precision=0, label="Seed")
         complete = gr.Button("Complete the rest", elem_id="complete")
     completion = picture(label="The original (left) and its completion (right); the line marks the kept rows",
-                          type="pil", interactive=False, buttons=["download"], format="png", elem_id="completion",
-                          elem_classes=["pixelated"])
+                         buttons=["download"], elem_id="completion", elem_classes=["pixelated"])
     return LikelihoodTab(upload, example, lens_class, measure, model_view, surprise, score_text, distribution,
                          keep_rows, complete_seed, complete, completion, gr.State(None))
 

@@ -58,15 +58,13 @@ def layout(explorer: Explorer) -> MorphTab:
             with gr.Row():
                 generate = gr.Button("Morph", variant="primary", elem_id="morph")
                 stop = gr.Button("Stop", elem_id="morph-stop")
-    faces = picture(label="The two faces found", type="pil", interactive=False, format="png", buttons=[])
-    row = picture(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
-                   elem_id="morph-row", elem_classes=["pixelated"])
+    faces = picture(label="The two faces found", buttons=[])
+    row = picture(show_label=False, buttons=["download"], elem_id="morph-row", elem_classes=["pixelated"])
     progress = gr.Markdown(elem_id="morph-progress")
     with gr.Row():
         alpha = slider(0.0, 1.0, value=0.5, step=0.05, label="Anywhere between the two (same seed)",
                           elem_id="alpha")
-        single = picture(show_label=False, type="pil", interactive=False, format="png", buttons=[],
-                          elem_id="morph-single", elem_classes=["pixelated"])
+        single = picture(show_label=False, buttons=[], elem_id="morph-single", elem_classes=["pixelated"])
     return MorphTab(upload_a, example_a, upload_b, example_b, steps, seed, generate, stop, faces, row,
                             progress, alpha, single, guidance)
 

@@ -123,12 +123,10 @@ def layout(explorer: Explorer) -> PortraitsTab:
         with gr.Column(scale=2):
             with gr.Row():
                 # small: the portraits below must fit on the screen with them
-                photo = picture(label="The face found", type="pil", interactive=False, format="png", buttons=[],
-                                 height=200)
-                crop = picture(label="What the embedder sees", type="pil", interactive=False, format="png",
-                                buttons=[], height=200)
-            portraits = picture(show_label=False, type="pil", interactive=False, format="png", buttons=["download"],
-                                 elem_id="face-portraits", elem_classes=["pixelated"])
+                photo = picture(label="The face found", buttons=[], height=200)
+                crop = picture(label="What the embedder sees", buttons=[], height=200)
+            portraits = picture(show_label=False, buttons=["download"], elem_id="face-portraits",
+                                elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="face-progress")
     return PortraitsTab(upload, example, n_samples, temperature, seed, generate, stop, photo, crop, portraits, progress,
                    guidance)
