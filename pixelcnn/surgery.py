@@ -1,6 +1,6 @@
 """Weight surgery: starting a run from saved weights, and the condition's start.
 
-- `load_initial_weights` (`--init_from`): a copy, a deepening (`deepen`) or a warm start from a model
+- `load_initial_weights` (`--init_from`): a copy, a larger model grown from it (`grow`) or a warm start from a model
   of another conditioning (`warm_start`, with `folded_class_biases`).
 - `load_code_weights` and `freeze_code` (`--code_from`, `--freeze_code`): an auto-encoder's code from
   an MSE auto-encoder.
@@ -16,7 +16,7 @@ from torch import nn
 from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, conditioned_part
 from .data import ImageDataset
 from .hub import from_pretrained, read_metrics
-from .layers import ConditionBias
+from .layers import ConditionBias, channel_groups
 from .model import GatedPixelCNN
 
 
@@ -39,8 +39,8 @@ CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "s
 def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     """Copy the weights of a saved model into `model`; returns the history in its metrics.json.
 
-    A model of the same shape is copied whole (class names may differ); a shallower gated model is
-    deepened (`deepen`). A plain PixelCNN that differs from `model`'s PixelCNN (or auto-encoder
+    A model of the same shape is copied whole (class names may differ); a smaller gated model is
+    grown into it (`grow`). A plain PixelCNN that differs from `model`'s PixelCNN (or auto-encoder
     decoder) only in its conditioning is a warm start (`warm_start`).
     """
     start = from_pretrained(source)
@@ -48,10 +48,11 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     if type(start) is type(model) and _config_without(start, names) == _config_without(model, names):
         model.load_state_dict(start.state_dict())
         return initial_history(source)
-    if type(start) is type(model) and is_deeper_twin(model, start):
-        copied, total = deepen(model, start), len(model.state_dict())
-        print(f"--init_from {source}: copied {copied} of {total} tensors into the first {start.config.n_layers} "
-              f"of {model.config.n_layers} layers; the new layers start with their output at 0", flush=True)
+    if type(start) is type(model) and is_grown_twin(model, start):
+        copied, total = grow(model, start), len(model.state_dict())
+        old, new = (f"{m.config.n_layers} x {m.config.hidden_channels}" for m in (start, model))
+        print(f"--init_from {source}: grew {old} into {new} (layers x channels), copying {copied} of {total} "
+              f"tensors; the new channels and layers start unread, so the likelihood is {source}'s", flush=True)
         return initial_history(source)
     target = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
     if isinstance(start, PixelCNNAutoEncoder) and isinstance(model, PixelCNNAutoEncoder):
@@ -113,12 +114,18 @@ def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in model.config.to_dict().items() if k not in names}
 
 
-def is_deeper_twin(model: nn.Module, start: nn.Module) -> bool:
-    """Whether `model` is a gated PixelCNN like `start` but with more layers (see `deepen`)."""
-    names = ("class_names", "n_layers", "learned_null")
-    return (isinstance(model, GatedPixelCNN) and isinstance(start, GatedPixelCNN)
-            and model.config.n_layers > start.config.n_layers
-            and _config_without(start, names) == _config_without(model, names))
+GROWN_FIELDS = ("n_layers", "hidden_channels", "head_channels")
+
+
+def is_grown_twin(model: nn.Module, start: nn.Module) -> bool:
+    """Whether `model` is a gated PixelCNN like `start` but larger: no fewer layers, hidden or head
+    channels, and more of at least one (see `grow`)."""
+    if not (isinstance(model, GatedPixelCNN) and isinstance(start, GatedPixelCNN)):
+        return False
+    names = ("class_names", "learned_null", *GROWN_FIELDS)
+    sizes = [(getattr(start.config, n), getattr(model.config, n)) for n in GROWN_FIELDS]
+    return (_config_without(start, names) == _config_without(model, names)
+            and all(old <= new for old, new in sizes) and any(old < new for old, new in sizes))
 
 
 def copy_matching_tensors(target: nn.Module, start: nn.Module, skip: tuple[str, ...] = (),
@@ -133,17 +140,68 @@ def copy_matching_tensors(target: nn.Module, start: nn.Module, skip: tuple[str, 
     return len(shared)
 
 
+def grouped_positions(old: int, new: int, groups: int) -> torch.Tensor:
+    """Where each of `old` colour-grouped channels sits among `new` (`channel_groups`): channel r of
+    group c goes to place r of group c, so every mask lets it see what it saw before. (old,) long."""
+    old_groups, new_groups = channel_groups(old, groups), channel_groups(new, groups)
+    old_first = torch.searchsorted(old_groups, torch.arange(groups))
+    new_first = torch.searchsorted(new_groups, torch.arange(groups))
+    if (torch.bincount(old_groups, minlength=groups) > torch.bincount(new_groups, minlength=groups)).any():
+        raise TrainingError(f"cannot grow {old} channels into {new}: a colour group would shrink")
+    return new_first[old_groups] + torch.arange(old) - old_first[old_groups]
+
+
+def _tensor_spaces(name: str, layer_input: str) -> tuple[str | None, str | None]:
+    """Which channel space (hidden "p", gate "2p", "head", or None: unchanged) a gated model's
+    tensor indexes along its output and input dimension."""
+    if name.startswith("head.hidden."):
+        return "head", "p"
+    if name.startswith("head.logits."):
+        return None, "head"
+    module = name.split(".")[2] if name.startswith("layers.") else ""
+    return {"vertical": ("2p", layer_input), "horizontal": ("2p", layer_input),
+            "vertical_to_horizontal": ("2p", "2p"), "horizontal_out": ("p", "p"),
+            "cond_vertical": ("2p", None), "cond_horizontal": ("2p", None)}.get(module, (None, None))
+
+
 @torch.no_grad()
-def deepen(target: nn.Module, start: nn.Module) -> int:
-    """Copy a gated PixelCNN into `target`, the same model with more layers; returns how many tensors
-    were copied. The new layers sit on top of the copied ones with their horizontal output at 0, so
-    the residual stream passes through them unchanged: `target` starts with exactly `start`'s
-    likelihood, and the receptive field grows (paper's lever: depth) as the new layers learn."""
-    copied = copy_matching_tensors(target, start)
+def grow(target: nn.Module, start: nn.Module) -> int:
+    """Copy a gated PixelCNN into `target`, the same model with more layers and/or channels (a grown
+    twin); returns how many tensors were copied.
+
+    Every tensor of `start` is placed at its channels' positions in `target` (`grouped_positions`);
+    the new channels keep their fresh weights but every old weight that would read them is 0, and the
+    new layers sit on top with their horizontal output at 0, so the residual stream passes through.
+    `target` therefore starts with exactly `start`'s likelihood, and new channels and layers learn
+    from the first step (Net2Net's function-preserving growth; the paper's levers: depth and width).
+    """
+    groups = start.config.image_channels
+    p_old, p_new = start.config.hidden_channels, target.config.hidden_channels
+    hidden = grouped_positions(p_old, p_new, groups)
+    places = {"p": (hidden, p_new), "2p": (torch.cat([hidden, hidden + p_new]), 2 * p_new),
+              "head": (grouped_positions(start.config.head_channels, target.config.head_channels, groups),
+                       target.config.head_channels)}
+    state, grown = target.state_dict(), {}
+    for name, old in start.state_dict().items():
+        if name not in state:
+            continue  # e.g. the vertical condition bias of start's last layer, which had no vertical output
+        layer_input = "p" if name.startswith("layers.") and int(name.split(".")[1]) > 0 else None
+        out_space, in_space = _tensor_spaces(name, layer_input)
+        new = state[name].clone()
+        if in_space is not None and old.dim() > 1:
+            positions, size = places[in_space]
+            new[:, torch.ones(size, dtype=torch.bool).index_fill_(0, positions, False)] = 0  # nothing reads new channels
+        rows = places[out_space][0] if out_space else torch.arange(old.shape[0])
+        if in_space is not None and old.dim() > 1:
+            new[rows[:, None], places[in_space][0]] = old
+        else:
+            new[rows] = old
+        grown[name] = new
+    target.load_state_dict(grown, strict=False)
     for layer in target.layers[start.config.n_layers:]:
         layer.horizontal_out.weight.zero_()
         layer.horizontal_out.bias.zero_()
-    return copied
+    return len(grown)
 
 
 def warm_start(target: nn.Module, start: nn.Module) -> int:

@@ -215,38 +215,48 @@ def test_an_unreachable_hub_fails_within_seconds(tmp_path):
     assert time.perf_counter() - start < 10
 
 
-def test_a_deeper_model_starts_from_a_shallower_ones_likelihood_and_grows_its_field(tmp_path):
-    """`--init_from` a model with fewer layers (the paper's lever for a larger receptive field):
-    the new layers add nothing until they learn, then reach further up, and stay causal."""
+@pytest.mark.parametrize("conditioning, growth", [
+    ("class", dict(n_layers=4)),
+    ("class", dict(hidden_channels=20, head_channels=16)),
+    ("spatial", dict(n_layers=4, hidden_channels=17, head_channels=13)),
+])
+def test_a_larger_model_starts_from_a_smaller_ones_likelihood_and_its_new_parts_learn(tmp_path, conditioning, growth):
+    """`--init_from` a model with fewer layers or channels (the paper's levers, depth and width): the
+    new layers and channels add nothing until they learn, deeper reaches further up, and all stays causal."""
     from pixelcnn.receptive_field import dependency_map
     from pixelcnn.surgery import load_initial_weights
 
     from test_causality import ZERO, causal_violations
 
-    config = tiny_config(channels=3, size=(8, 8), conditioning="class", n_layers=2)
+    config = tiny_config(channels=3, size=(8, 8), conditioning=conditioning, n_layers=2)
     start = random_model("gated", config, dtype=torch.float32).eval()
-    start.save_pretrained(tmp_path / "shallow")
-    deep = pixelcnn.build_model(config.replace(n_layers=4))
-    load_initial_weights(deep, str(tmp_path / "shallow"))
-    x, labels = random_images(config, 4, seed=1), torch.arange(4) % config.num_classes
+    start.save_pretrained(tmp_path / "small")
+    grown = pixelcnn.build_model(config.replace(**growth))
+    load_initial_weights(grown, str(tmp_path / "small"))
+    x, cond = random_images(config, 4, seed=1), example_condition(config, 4, dtype=torch.float32)
     with torch.no_grad():
-        torch.testing.assert_close(deep.eval().bits_per_subpixel(x, labels), start.bits_per_subpixel(x, labels))
+        torch.testing.assert_close(grown.eval().bits_per_subpixel(x, cond), start.bits_per_subpixel(x, cond))
 
-    optimiser = torch.optim.Adam(deep.parameters(), lr=1e-2)
-    for _ in range(2):  # the first step moves the zeroed outputs; the second reaches every new weight
+    before = {name: p.detach().clone() for name, p in grown.named_parameters()}
+    optimiser = torch.optim.Adam(grown.parameters(), lr=1e-2)
+    for _ in range(2):  # the first step moves the unread weights; the second reaches every new weight
         optimiser.zero_grad()
-        deep.train().loss(x, labels).backward()
+        grown.train().loss(x, cond).backward()
         optimiser.step()
-    new_layers = [p for layer in deep.layers[2:] for p in layer.parameters()]
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in new_layers)
+    unmoved = [name for name, p in grown.named_parameters()
+               if p.shape != start.state_dict().get(name, torch.empty(0)).shape and torch.equal(p, before[name])]
+    assert not unmoved, f"grown tensors that did not learn: {unmoved}"
+    with torch.no_grad():
+        assert (grown.eval().bits_per_subpixel(x, cond) - start.bits_per_subpixel(x, cond)).abs().max() > 1e-3
 
-    deep.eval()
     target = (7, 4, 0)
-    assert dependency_map(deep, target, labels[:1]).sum() > dependency_map(start, target, labels[:1]).sum()
-    leak, influence = causal_violations(deep.double(), x[:1], labels[:1])
+    field, start_field = (dependency_map(m, target, cond[:1]).sum() for m in (grown, start))
+    assert field > start_field if "n_layers" in growth else field >= start_field
+    first = cond[:1].double() if cond.is_floating_point() else cond[:1]
+    leak, influence = causal_violations(grown.double(), x[:1], first)
     assert leak <= ZERO < influence
 
-    other = random_model("gated", config.replace(hidden_channels=8, n_layers=1))
-    other.save_pretrained(tmp_path / "narrower")
-    with pytest.raises(Exception, match="beyond its conditioning"):
-        load_initial_weights(pixelcnn.build_model(config.replace(n_layers=4)), str(tmp_path / "narrower"))
+    other = random_model("gated", config.replace(hidden_channels=20, n_layers=1))
+    other.save_pretrained(tmp_path / "wider")
+    with pytest.raises(Exception, match="beyond its conditioning"):  # a model never shrinks
+        load_initial_weights(pixelcnn.build_model(config.replace(n_layers=4)), str(tmp_path / "wider"))

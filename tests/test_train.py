@@ -363,18 +363,24 @@ def test_a_time_budget_ends_the_run_in_time_with_its_schedule_finished(stripes, 
 
 
 def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
-    """The one command prepared for a CUDA machine (README): here with a 0.4-minute budget on the CPU."""
+    """The one command prepared for a CUDA machine (docs/portraits.md): the shipped weights grown to
+    the GPU size and trained on, here with a 0.4-minute budget on the CPU."""
     data = ROOT.parent / "shared" / "data"
     if not (data / "celeba_faces32_large").is_dir():
         pytest.skip("needs ../shared/data/celeba_faces32_large")
     out = tmp_path / "faces-gpu"
-    result = run_train(["--preset", "faces-gpu", "--data_dir", str(data), "--out_dir", str(out), "--time_budget", "0.4",
+    shipped_dir = ROOT / "weights" / "faces-portrait"
+    result = run_train(["--preset", "faces-gpu", "--data_dir", str(data), "--init_from", str(shipped_dir),
+                        "--out_dir", str(out), "--time_budget", "0.4",
                         "--batch_size", "8", "--eval_images", "16", "--final_eval_images", "32", "--threads", "1",
                         "--no-progress"])
     assert result.returncode == 0, result.stderr[-3000:]
     model = pixelcnn.from_pretrained(out / "model")
     assert model.config.learned_null and model.config.conditioning == "spatial"
-    shipped = pixelcnn.from_pretrained(ROOT / "weights" / "faces-portrait").config
+    shipped = pixelcnn.from_pretrained(shipped_dir).config
     assert model.config.hidden_channels > shipped.hidden_channels, "a GPU run gets a larger model than the CPU one"
+    assert "grew 8 x 48 into 10 x 64" in result.stdout
+    history = read_metrics(out / "model")["history"]
+    assert history[:-1] == read_metrics(shipped_dir)["history"], "the run continues the shipped model's history"
     card = (out / "model" / "README.md").read_text()
     assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.4 min" in card
