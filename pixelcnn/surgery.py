@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, conditioned_part
@@ -50,9 +51,10 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
         return initial_history(source)
     if type(start) is type(model) and is_grown_twin(model, start):
         copied, total = grow(model, start), len(model.state_dict())
-        old, new = (f"{m.config.n_layers} x {m.config.hidden_channels}" for m in (start, model))
-        print(f"--init_from {source}: grew {old} into {new} (layers x channels), copying {copied} of {total} "
-              f"tensors; the new channels and layers start unread, so the likelihood is {source}'s", flush=True)
+        old, new = (f"{m.config.n_layers} layers x {m.config.hidden_channels} channels, kernel {m.config.kernel_size}"
+                    for m in (start, model))
+        print(f"--init_from {source}: grew {old}, into {new}, copying {copied} of {total} tensors; what is new "
+              f"starts unread, so the model starts at {source}'s likelihood", flush=True)
         return initial_history(source)
     target = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
     if isinstance(start, PixelCNNAutoEncoder) and isinstance(model, PixelCNNAutoEncoder):
@@ -114,12 +116,12 @@ def _config_without(model: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in model.config.to_dict().items() if k not in names}
 
 
-GROWN_FIELDS = ("n_layers", "hidden_channels", "head_channels")
+GROWN_FIELDS = ("n_layers", "hidden_channels", "head_channels", "kernel_size")
 
 
 def is_grown_twin(model: nn.Module, start: nn.Module) -> bool:
     """Whether `model` is a gated PixelCNN like `start` but larger: no fewer layers, hidden or head
-    channels, and more of at least one (see `grow`)."""
+    channels, no smaller kernel, and more of at least one (see `grow`)."""
     if not (isinstance(model, GatedPixelCNN) and isinstance(start, GatedPixelCNN)):
         return False
     names = ("class_names", "learned_null", *GROWN_FIELDS)
@@ -164,16 +166,30 @@ def _tensor_spaces(name: str, layer_input: str) -> tuple[str | None, str | None]
             "cond_vertical": ("2p", None), "cond_horizontal": ("2p", None)}.get(module, (None, None))
 
 
+def padded_kernel(name: str, weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A gated layer's convolution weight with its kernel padded by zeros to `shape`'s (a larger
+    `kernel_size`). Each stack's last row and column are the current ones (`GatedLayer`), so the
+    vertical kernel grows upwards and to both sides, the horizontal one to the left."""
+    if weight.dim() < 4 or weight.shape[-2:] == shape[-2:]:
+        return weight
+    rows, cols = shape[-2] - weight.shape[-2], shape[-1] - weight.shape[-1]
+    if name.split(".")[2] == "horizontal":
+        return F.pad(weight, (cols, 0, 0, 0))
+    return F.pad(weight, (cols // 2, cols // 2, rows, 0))
+
+
 @torch.no_grad()
 def grow(target: nn.Module, start: nn.Module) -> int:
-    """Copy a gated PixelCNN into `target`, the same model with more layers and/or channels (a grown
-    twin); returns how many tensors were copied.
+    """Copy a gated PixelCNN into `target`, the same model with more layers, channels or a larger
+    kernel (a grown twin); returns how many tensors were copied.
 
     Every tensor of `start` is placed at its channels' positions in `target` (`grouped_positions`);
-    the new channels keep their fresh weights but every old weight that would read them is 0, and the
-    new layers sit on top with their horizontal output at 0, so the residual stream passes through.
+    the new channels keep their fresh weights but every old weight that would read them is 0, a
+    larger kernel's new taps start at 0 (`padded_kernel`), and the new layers sit on top with their
+    horizontal output at 0, so the residual stream passes through.
     `target` therefore starts with exactly `start`'s likelihood, and new channels and layers learn
-    from the first step (Net2Net's function-preserving growth; the paper's levers: depth and width).
+    from the first step (Net2Net's function-preserving growth). Depth and a larger kernel widen
+    what each sub-pixel sees (`pixelcnn.receptive_field`); channels add capacity.
     """
     groups = start.config.image_channels
     p_old, p_new = start.config.hidden_channels, target.config.hidden_channels
@@ -187,7 +203,7 @@ def grow(target: nn.Module, start: nn.Module) -> int:
             continue  # e.g. the vertical condition bias of start's last layer, which had no vertical output
         layer_input = "p" if name.startswith("layers.") and int(name.split(".")[1]) > 0 else None
         out_space, in_space = _tensor_spaces(name, layer_input)
-        new = state[name].clone()
+        new, old = state[name].clone(), padded_kernel(name, old, state[name].shape)
         if in_space is not None and old.dim() > 1:
             positions, size = places[in_space]
             new[:, torch.ones(size, dtype=torch.bool).index_fill_(0, positions, False)] = 0  # nothing reads new channels

@@ -379,7 +379,7 @@ def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
     assert model.config.learned_null and model.config.conditioning == "spatial"
     shipped = pixelcnn.from_pretrained(shipped_dir).config
     assert model.config.hidden_channels > shipped.hidden_channels, "a GPU run gets a larger model than the CPU one"
-    assert "grew 8 x 48 into 10 x 64" in result.stdout
+    assert "grew 8 layers x 48 channels, kernel 3, into 10 layers x 64 channels, kernel 3" in result.stdout
     history = read_metrics(out / "model")["history"]
     assert history[:-1] == read_metrics(shipped_dir)["history"], "the run continues the shipped model's history"
     card = (out / "model" / "README.md").read_text()
