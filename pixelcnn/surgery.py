@@ -153,14 +153,17 @@ def grouped_positions(old: int, new: int, groups: int) -> torch.Tensor:
     return new_first[old_groups] + torch.arange(old) - old_first[old_groups]
 
 
-def _tensor_spaces(name: str, layer_input: str) -> tuple[str | None, str | None]:
+def _tensor_spaces(name: str) -> tuple[str | None, str | None]:
     """Which channel space (hidden "p", gate "2p", "head", or None: unchanged) a gated model's
-    tensor indexes along its output and input dimension."""
+    tensor indexes along its output and input dimension. Layer 0 reads the image, the others "p"."""
     if name.startswith("head.hidden."):
         return "head", "p"
     if name.startswith("head.logits."):
         return None, "head"
-    module = name.split(".")[2] if name.startswith("layers.") else ""
+    if not name.startswith("layers."):
+        return None, None
+    _, index, module, *_ = name.split(".")
+    layer_input = "p" if int(index) > 0 else None
     return {"vertical": ("2p", layer_input), "horizontal": ("2p", layer_input),
             "vertical_to_horizontal": ("2p", "2p"), "horizontal_out": ("p", "p"),
             "cond_vertical": ("2p", None), "cond_horizontal": ("2p", None)}.get(module, (None, None))
@@ -194,24 +197,21 @@ def grow(target: nn.Module, start: nn.Module) -> int:
     groups = start.config.image_channels
     p_old, p_new = start.config.hidden_channels, target.config.hidden_channels
     hidden = grouped_positions(p_old, p_new, groups)
-    places = {"p": (hidden, p_new), "2p": (torch.cat([hidden, hidden + p_new]), 2 * p_new),
-              "head": (grouped_positions(start.config.head_channels, target.config.head_channels, groups),
-                       target.config.head_channels)}
+    places = {"p": hidden, "2p": torch.cat([hidden, hidden + p_new]),
+              "head": grouped_positions(start.config.head_channels, target.config.head_channels, groups)}
     state, grown = target.state_dict(), {}
     for name, old in start.state_dict().items():
         if name not in state:
             continue  # e.g. the vertical condition bias of start's last layer, which had no vertical output
-        layer_input = "p" if name.startswith("layers.") and int(name.split(".")[1]) > 0 else None
-        out_space, in_space = _tensor_spaces(name, layer_input)
+        out_space, in_space = _tensor_spaces(name)
         new, old = state[name].clone(), padded_kernel(name, old, state[name].shape)
-        if in_space is not None and old.dim() > 1:
-            positions, size = places[in_space]
-            new[:, torch.ones(size, dtype=torch.bool).index_fill_(0, positions, False)] = 0  # nothing reads new channels
-        rows = places[out_space][0] if out_space else torch.arange(old.shape[0])
-        if in_space is not None and old.dim() > 1:
-            new[rows[:, None], places[in_space][0]] = old
-        else:
+        rows = places[out_space] if out_space else torch.arange(old.shape[0])
+        if in_space is None or old.dim() == 1:
             new[rows] = old
+        else:
+            unread = torch.ones(new.shape[1], dtype=torch.bool).index_fill_(0, places[in_space], False)
+            new[:, unread] = 0  # nothing reads a new channel yet
+            new[rows[:, None], places[in_space]] = old
         grown[name] = new
     target.load_state_dict(grown, strict=False)
     for layer in target.layers[start.config.n_layers:]:
