@@ -16,16 +16,28 @@ condition (`Condition.null`). w = 1 is plain sampling (the same code path, bit f
 samples the null, w > 1 trades variety for likeness to the condition. Both sets of logits come from
 one engine over 2n rows: the n images under their condition, then the same images under the null.
 
+A sketch prior (`SketchPrior`, `prior=`): a blurry picture s of what belongs at each sub-pixel (a face
+sketched from its embedding, an auto-encoder's MSE reconstruction) holds the sampling to it. Every
+sub-pixel's logits, after guidance, get the log of a Gaussian around the sketch's value,
+-strength (v - s)^2 / (2 sigma_1^2) with sigma_1 = (levels - 1) / 8 (32 of 256 levels): the product of
+the PixelCNN and the sketch, strength times. Strength 0 is no prior at all (the same code path as
+plain sampling, bit for bit); strength k narrows the sketch's Gaussian to sigma_1 / sqrt(k).
+
+The choice of a sub-pixel is made in float32 (float64 for a float64 model) whatever the model's dtype:
+a bf16 softmax and cumsum over 256 levels would skew the drawn distribution.
+
 Randomness: all noise comes from `seed`, drawn up front as one uniform number per sub-pixel and
 used by inverse-CDF sampling. The noise never depends on the model's outputs, so the same seed with
 two nearby conditions gives images that change smoothly (the paper's interpolation figure), and
 both engines draw the same image whenever their logits agree.
 """
 
+import numbers
 import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +72,55 @@ class SampleProgress:
     @property
     def finished(self) -> bool:
         return self.done == self.total
+
+
+@dataclass(frozen=True)
+class SketchPrior:
+    """A sketch that sampling is held to (see the module docstring).
+
+    sketch: floats in [0, 1], (C, H, W) for every image or (n, C, H, W), one per image.
+    strength: >= 0; 0 is plain sampling, larger values hold the images closer to the sketch.
+    """
+
+    sketch: Tensor
+    strength: float
+
+    SIGMA_FRACTION: ClassVar[float] = 1 / 8  # sigma at strength 1, as a share of the range (32 of 256 levels)
+
+    def checked(self, n: int, shape: tuple[int, int, int]) -> "SketchPrior":
+        """ValueError unless the sketch fits n images of `shape` (C, H, W) and the strength is valid."""
+        strength = self.strength
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength < float("inf"):
+            raise ValueError(f"the sketch prior's strength must be a finite number >= 0 (0: no prior), got {strength!r}")
+        sketch = torch.as_tensor(self.sketch)
+        if sketch.dim() == 3:
+            sketch = sketch.unsqueeze(0)
+        if sketch.dim() != 4 or tuple(sketch.shape[1:]) != shape or sketch.shape[0] not in (1, n):
+            raise ValueError(f"the sketch must have shape {shape}, (1, *{shape}) or ({n}, *{shape}), "
+                             f"got {tuple(sketch.shape)}")
+        if not sketch.dtype.is_floating_point or not torch.isfinite(sketch).all():
+            raise ValueError("the sketch must hold finite floats in [0, 1]")
+        return SketchPrior(sketch.expand(n, *shape), float(strength))
+
+
+class PriorEngine:
+    """An engine's logits (guided or not) plus the sketch prior's log-density, for n images."""
+
+    def __init__(self, inner: Any, prior: SketchPrior, levels: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.inner, self.images = inner, inner.images
+        top = levels - 1
+        self.sketch = prior.sketch.to(device, dtype).clamp(0, 1) * top  # (n, C, H, W) in level units
+        self.values = torch.arange(levels, device=device, dtype=dtype)
+        sigma = top * SketchPrior.SIGMA_FRACTION
+        self.scale = prior.strength / (2 * sigma ** 2)
+
+    def logits(self, i: int, j: int, c: int) -> Tensor:
+        """(n, levels): the inner logits - strength (v - s)^2 / (2 sigma_1^2)."""
+        distance = self.values[None] - self.sketch[:, c, i, j, None]
+        return self.inner.logits(i, j, c).to(self.values.dtype) - self.scale * distance.square()
+
+    def commit(self, i: int, j: int, c: int, values: Tensor) -> None:
+        self.inner.commit(i, j, c, values)
 
 
 def choose(logits: Tensor, uniform: Tensor, temperature: float) -> Tensor:
@@ -227,6 +288,20 @@ class GuidedEngine:
         self.inner.commit(i, j, c, values.repeat(2))
 
 
+SEED_MODULUS = 2 ** 64  # torch's generators take 64-bit seeds; any int is taken modulo this
+
+
+def check_seed(seed: Any) -> int:
+    """A seed for torch's generator: any Python int (or integer NumPy scalar), taken modulo 2**64, so
+    that every int gives images and ints that differ by a multiple of 2**64 give the same ones (as
+    torch already does for negative seeds); None draws a fresh one. ValueError for anything else."""
+    if seed is None:
+        return secrets.randbits(63)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an int (any size; it is taken modulo 2**64) or None, got {seed!r}")
+    return int(seed) % SEED_MODULUS
+
+
 def check_guidance(model: GatedPixelCNN | PixelCNN, guidance: float) -> float:
     """guidance as a float; ValueError unless it is a finite number >= 0 that the model can use."""
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not 0 <= guidance < float("inf"):
@@ -275,10 +350,39 @@ def _check_stream(model: GatedPixelCNN | PixelCNN, n: int, method: str, temperat
         raise ValueError(f"temperature must be a finite number >= 0 (0 takes the argmax), got {temperature!r}")
 
 
+def choice_dtype(model: GatedPixelCNN | PixelCNN) -> torch.dtype:
+    """The dtype a sub-pixel is chosen in: float32, or the model's own when it is wider (float64)."""
+    return torch.promote_types(model.dtype, torch.float32)
+
+
+def build_engine(model: GatedPixelCNN | PixelCNN, images: Tensor, h: Tensor | None, start: int, method: str,
+                 guidance: float, prior: SketchPrior | None) -> Any:
+    """The engine of one stream: cached or naive, wrapped for guidance (w != 1) and for a sketch
+    prior (strength > 0); plain sampling is the bare engine."""
+    engine_class = CachedEngine if method == "cached" else NaiveEngine
+    if guidance == 1:
+        engine = engine_class(model, images, h, start)
+    else:
+        engine = GuidedEngine(engine_class, model, images, h, start, guidance)
+    if prior is not None and prior.strength > 0:
+        engine = PriorEngine(engine, prior, model.config.levels, images.device, choice_dtype(model))
+    return engine
+
+
+def raster_uniforms(model: GatedPixelCNN | PixelCNN, n: int, seed: int, shared_noise: bool) -> Tensor:
+    """One uniform per sub-pixel and image from `seed`, indexed by raster position: (total, n)."""
+    cfg = model.config
+    gen = torch.Generator().manual_seed(seed)
+    uniform = torch.rand(1 if shared_noise else n, cfg.image_channels, cfg.height, cfg.width, generator=gen,
+                         dtype=torch.float64).expand(n, -1, -1, -1)
+    order = raster_order(cfg.image_channels, cfg.height, cfg.width)
+    return uniform.flatten(1)[:, order.flatten().argsort()].t().to(model.device, choice_dtype(model))
+
+
 def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | None = None,
            temperature: float = 1.0, method: str = "cached", given: Tensor | None = None,
-           every: int | None = None, shared_noise: bool = False, guidance: float = 1.0
-           ) -> Iterator[SampleProgress]:
+           every: int | None = None, shared_noise: bool = False, guidance: float = 1.0,
+           prior: SketchPrior | None = None) -> Iterator[SampleProgress]:
     """Generate n images and yield a `SampleProgress` every `every` sub-pixels and at the end.
 
     Arguments are those of `sample`; `every` defaults to one row (W * C sub-pixels). The last event
@@ -293,18 +397,14 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be a positive int, got {every!r}")
     guidance = check_guidance(model, guidance)
-    if seed is None:
-        seed = secrets.randbits(63)
-
+    seed = check_seed(seed)
+    if prior is not None:
+        prior = prior.checked(n, (cfg.image_channels, cfg.height, cfg.width))
     images, start = _check_given(model, given, n)
     # one condition for all, or one per image; raw or already h -> validated h, before any work
     h = model.encode_condition(model.condition.broadcast(cond, n), n)
-    gen = torch.Generator().manual_seed(seed)
-    uniform = torch.rand(1 if shared_noise else n, cfg.image_channels, cfg.height, cfg.width, generator=gen,
-                         dtype=torch.float64).expand(n, -1, -1, -1)
+    uniform = raster_uniforms(model, n, seed, shared_noise)
     order = raster_order(cfg.image_channels, cfg.height, cfg.width)
-    # one uniform per sub-pixel, indexed by raster position: (total, n)
-    uniform = uniform.flatten(1)[:, order.flatten().argsort()].t().to(images.device, model.dtype)
 
     busy = 0.0  # generation time, without the time spent suspended at a yield
 
@@ -312,16 +412,12 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
         return SampleProgress(images.clone(), order < done, done, total, busy + time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    engine_class = CachedEngine if method == "cached" else NaiveEngine
-    if guidance == 1:
-        engine = engine_class(model, images, h, start)
-    else:
-        engine = GuidedEngine(engine_class, model, images, h, start, guidance)
-    channels, width = cfg.image_channels, cfg.width
+    engine = build_engine(model, images, h, start, method, guidance, prior)
+    channels, width, dtype = cfg.image_channels, cfg.width, uniform.dtype
     for k in range(start, total):
         pixel, c = divmod(k, channels)
         i, j = divmod(pixel, width)
-        values = choose(engine.logits(i, j, c), uniform[k], float(temperature))
+        values = choose(engine.logits(i, j, c).to(dtype), uniform[k], float(temperature))
         engine.commit(i, j, c, values)
         if (k + 1) % every == 0 and k + 1 < total:
             progress = event(k + 1)
@@ -333,21 +429,23 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
 
 def sample(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | None = None,
            temperature: float = 1.0, method: str = "cached", given: Tensor | None = None,
-           guidance: float = 1.0) -> Tensor:
+           guidance: float = 1.0, prior: SketchPrior | None = None) -> Tensor:
     """Generate n images: integer tensor (n, C, H, W) on the model's device.
 
     cond: class ids (n,) or one int for all; vectors (n, cond_dim) or one (cond_dim,) for all; None
         for an unconditional model. Or h itself (n, F) or (F,): a one-hot mix, an interpolated
         embedding, an encoder's code (see `pixelcnn.conditioning`).
-    seed: makes the result reproducible (None draws a fresh one).
+    seed: makes the result reproducible (None draws a fresh one); any int, taken modulo 2**64.
     temperature: divides the logits; 0 takes the most likely value.
     method: "cached" (fast, GatedPixelCNN) or "naive" (a full forward pass per sub-pixel).
     given: images (n or 1, C, H, W) whose known raster prefix is kept, unknown sub-pixels -1;
         see `given_top_rows`.
     guidance: w of classifier-free guidance (see the module docstring); 1 is plain sampling.
+    prior: a `SketchPrior` that holds the images to a sketch (see the module docstring); None or
+        strength 0 is plain sampling.
     """
     *_, last = stream(model, n, cond, seed=seed, temperature=temperature, method=method, given=given,
-                      every=model.config.num_subpixels, guidance=guidance)  # one event: the finished images
+                      every=model.config.num_subpixels, guidance=guidance, prior=prior)  # one event: the finished images
     return last.images
 
 
@@ -359,12 +457,13 @@ def _encode_ends(model: GatedPixelCNN | PixelCNN, start, end) -> Tensor:
 
 def interpolate(model: GatedPixelCNN | PixelCNN, start, end, steps: int, *, seed: int | None = None,
                 temperature: float = 1.0, method: str = "cached", every: int | None = None,
-                guidance: float = 1.0) -> Iterator[SampleProgress]:
+                guidance: float = 1.0, prior: SketchPrior | None = None) -> Iterator[SampleProgress]:
     """A row of `steps` images whose condition moves linearly from `start` to `end`, streamed.
 
     start, end: one condition each (a class id, a vector, or h). Every image uses the same noise, so
     only the condition changes along the row: image 0 equals `sample(model, 1, start, seed=seed)` and
-    the last equals `sample(model, 1, end, seed=seed)`.
+    the last equals `sample(model, 1, end, seed=seed)`. prior: a `SketchPrior` with one sketch per
+    image of the row (e.g. the sketches of the interpolated embeddings), or None.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps must be an int >= 2 (both ends included), got {steps!r}")
@@ -372,7 +471,7 @@ def interpolate(model: GatedPixelCNN | PixelCNN, start, end, steps: int, *, seed
     alpha = torch.linspace(0, 1, steps, dtype=ends.dtype, device=ends.device)[:, None]
     row = (1 - alpha) * ends[0] + alpha * ends[1]
     return stream(model, steps, row, seed=seed, temperature=temperature, method=method, every=every,
-                  shared_noise=True, guidance=guidance)
+                  shared_noise=True, guidance=guidance, prior=prior)
 
 
 def between(model: GatedPixelCNN | PixelCNN, start, end, alpha: float, **kwargs) -> Tensor:

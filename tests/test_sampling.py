@@ -225,3 +225,100 @@ def test_given_must_be_a_raster_prefix():
     given[0, 2, 3] = 5  # a known pixel after unknown ones
     with pytest.raises(ValueError, match="raster prefix"):
         sample(model, 1, seed=0, given=given)
+
+
+# ------------------------------------------------------------------------------------ the sketch prior
+def prior_setup(conditioning="spatial", channels=3, seed=0):
+    config = tiny_config(channels=channels, size=(5, 6), conditioning=conditioning, first_kernel_size=5)
+    model = random_model("gated", config, seed=seed)
+    sketch = torch.rand(3, channels, 5, 6, generator=torch.Generator().manual_seed(seed + 10), dtype=torch.float64)
+    return model, example_condition(config, 3), sketch
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_a_sketch_prior_of_strength_zero_is_plain_sampling_bit_for_bit(guidance):
+    model, cond, sketch = prior_setup()
+    plain = sample(model, 3, cond, seed=5, guidance=guidance)
+    held = sample(model, 3, cond, seed=5, guidance=guidance, prior=sampling.SketchPrior(sketch, 0.0))
+    assert torch.equal(plain, held)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+@pytest.mark.parametrize("conditioning", ["none", "class", "spatial"])
+def test_sketch_prior_cached_equals_naive(conditioning, guidance):
+    model, cond, sketch = prior_setup(conditioning)
+    if conditioning == "none":
+        guidance = 1.0
+    prior = sampling.SketchPrior(sketch, 3.0)
+    for seed in (0, 1):
+        naive = sample(model, 3, cond, seed=seed, method="naive", guidance=guidance, prior=prior)
+        cached = sample(model, 3, cond, seed=seed, method="cached", guidance=guidance, prior=prior)
+        assert torch.equal(naive, cached)
+    assert not torch.equal(cached, sample(model, 3, cond, seed=1, guidance=guidance))
+
+
+def test_the_sketch_prior_adds_a_gaussian_log_density_to_the_guided_logits():
+    """The product of experts, exactly: guided logits - strength (v - s)^2 / (2 sigma_1^2)."""
+    model, cond, sketch = prior_setup("class")
+    images, start = sampling._check_given(model, None, 3)
+    h = model.encode_condition(cond, 3)
+    strength = 2.0
+    guided = sampling.build_engine(model, images.clone(), h, start, "naive", 2.0, None)
+    held = sampling.build_engine(model, images.clone(), h, start, "naive", 2.0,
+                                 sampling.SketchPrior(sketch, strength).checked(3, (3, 5, 6)))
+    sigma = 255 / 8
+    levels = torch.arange(256, dtype=torch.float64)
+    for i, j, c in ((0, 0, 0), (2, 3, 1), (4, 5, 2)):
+        expected = guided.logits(i, j, c) - strength * (levels - sketch[:, c, i, j, None] * 255) ** 2 / (2 * sigma ** 2)
+        assert torch.allclose(held.logits(i, j, c), expected, atol=1e-9)
+
+
+def test_a_strong_prior_draws_the_sketch_and_a_weaker_one_varies_more():
+    model, cond, sketch = prior_setup("spatial")
+    one = sketch[:1].expand(3, -1, -1, -1)
+    distance = {}
+    for strength in (0.0, 1.0, 50.0):
+        drawn = sample(model, 3, cond, seed=0, prior=sampling.SketchPrior(one, strength)).double()
+        distance[strength] = (drawn - one * 255).abs().mean().item()
+    assert distance[50.0] < 6 < distance[1.0] < distance[0.0]
+
+
+def test_the_sketch_prior_keeps_the_images_causal():
+    """A sub-pixel's value depends only on what comes before it and on the sketch at its own place:
+    changing the sketch after a sub-pixel leaves the images before it unchanged."""
+    model, cond, sketch = prior_setup("spatial")
+    base = sample(model, 3, cond, seed=2, prior=sampling.SketchPrior(sketch, 4.0))
+    order = sampling.raster_order(3, 5, 6)
+    for k in (0, 7, 44, 89):
+        changed = sketch.clone()
+        changed[:, order >= k] = 1 - changed[:, order >= k]
+        other = sample(model, 3, cond, seed=2, prior=sampling.SketchPrior(changed, 4.0))
+        assert torch.equal(base[:, order < k], other[:, order < k])
+        if k < 89:
+            assert not torch.equal(base, other)
+
+
+@pytest.mark.parametrize("prior, message", [
+    (sampling.SketchPrior(torch.rand(3, 5, 6), -1.0), "strength"),
+    (sampling.SketchPrior(torch.rand(3, 5, 6), float("nan")), "strength"),
+    (sampling.SketchPrior(torch.rand(3, 5, 5), 1.0), "shape"),
+    (sampling.SketchPrior(torch.rand(2, 3, 5, 6), 1.0), "shape"),
+    (sampling.SketchPrior(torch.full((3, 5, 6), float("inf")), 1.0), "finite"),
+    (sampling.SketchPrior(torch.zeros(3, 5, 6, dtype=torch.long), 1.0), "floats"),
+])
+def test_a_bad_sketch_prior_is_refused_before_any_work(prior, message):
+    model, cond, _ = prior_setup()
+    with pytest.raises(ValueError, match=message):
+        sample(model, 3, cond, seed=0, prior=prior)
+
+
+# ------------------------------------------------------------------------------------ seeds
+def test_any_python_int_is_a_seed_taken_modulo_two_to_the_64():
+    model, cond, _ = prior_setup("class")
+    huge = 99999999999999999999
+    assert torch.equal(sample(model, 2, cond[:2], seed=huge), sample(model, 2, cond[:2], seed=huge % 2 ** 64))
+    assert torch.equal(sample(model, 2, cond[:2], seed=-1), sample(model, 2, cond[:2], seed=2 ** 64 - 1))
+    assert torch.equal(sample(model, 2, cond[:2], seed=10 ** 40), sample(model, 2, cond[:2], seed=10 ** 40))
+    for bad in (1.5, "3", True, 1e30):
+        with pytest.raises(ValueError, match="seed must be an int"):
+            sample(model, 2, cond[:2], seed=bad)
