@@ -11,10 +11,11 @@ from .conditioning import CONDITIONS, Condition
 from .config import ARCHITECTURES, PixelCNNConfig
 from .hub import CheckpointError, from_pretrained
 from .model import GatedPixelCNN, PixelCNN, build_model
-from .sampling import SampleProgress, given_top_rows, sample, stream
+from .sampling import SampleProgress, SketchPrior, given_top_rows, sample, stream
+from .sketch import EmbeddingSketch, PortraitModel, SketchConfig
 
 __all__ = ["PixelCNNConfig", "GatedPixelCNN", "PixelCNN", "build_model", "ARCHITECTURES", "from_pretrained",
            "CheckpointError", "Condition", "CONDITIONS", "sample", "stream", "SampleProgress", "given_top_rows",
            "ConvEncoder", "EncoderConfig", "PixelCNNAutoEncoder", "DeconvDecoder", "MSEAutoEncoder", "encode",
-           "reconstructions", "mse_reconstruction"]
+           "reconstructions", "mse_reconstruction", "SketchPrior", "EmbeddingSketch", "PortraitModel", "SketchConfig"]
 __version__ = "0.3.0"

@@ -137,10 +137,10 @@ AutoEncoder = PixelCNNAutoEncoder | MSEAutoEncoder
 
 
 def conditioned_part(model: nn.Module) -> nn.Module | None:
-    """The PixelCNN whose condition holds the null: the model, or an auto-encoder's decoder (None: MSE)."""
-    if isinstance(model, MSEAutoEncoder):
-        return None
-    return model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
+    """The PixelCNN whose condition holds the null: the model, or an auto-encoder's decoder (None: an
+    MSE auto-encoder, a face sketch or anything else without a PixelCNN)."""
+    part = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
+    return part if isinstance(part, _PixelCNNBase) else None
 
 
 # the default guidance of `reconstructions` (and the app's Auto-encoder tab), chosen by measurement:

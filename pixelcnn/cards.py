@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, conditioned_part, psnr
+from .sketch import EmbeddingSketch
 from .data import ImageDataset
 from .hub import METRICS_NAME, read_metrics
 from .images import image_grid
@@ -71,11 +72,15 @@ def sample_grid(model: nn.Module, test_data: ImageDataset, path: Path, seed: int
     """A PNG of samples: 8 per class, one class per row; 16 unconditional ones; or, for vector
     conditions and auto-encoders, 4 samples (one row) for each of the first 4 test images' conditions."""
     cfg = model.config
-    if isinstance(model, MSEAutoEncoder):  # 8 test images over their reconstructions
-        images = test_data.batch(torch.arange(min(8, len(test_data))), cfg.levels)["images"].to(model.device)
+    if isinstance(model, (MSEAutoEncoder, EmbeddingSketch)):  # 8 test images over their reconstructions or sketches
+        batch = test_data.batch(torch.arange(min(8, len(test_data))), cfg.levels)
+        images = batch["images"].to(model.device)
+        if isinstance(model, MSEAutoEncoder):
+            drawn = model.reconstruct(images)
+        else:
+            drawn = (model.sketch(batch["vectors"]) * (cfg.levels - 1)).round().long()
         path.parent.mkdir(parents=True, exist_ok=True)
-        image_grid(torch.cat([images, model.reconstruct(images)]), nrow=len(images), levels=cfg.levels,
-                   scale=2).save(path)
+        image_grid(torch.cat([images, drawn]), nrow=len(images), levels=cfg.levels, scale=2).save(path)
         return
     decoder = getattr(model, "decoder", model)
     field = model.condition_field
@@ -120,7 +125,7 @@ def slice_figures(model: nn.Module, data: ImageDataset) -> dict[str, Any]:
     batch = data.batch(torch.arange(min(SLICE_IMAGES, len(data))), exact.config.levels)
     images, metric = batch["images"], metric_of(exact)
     if metric == "mse":
-        values = exact.mse(images)
+        values = exact.mse(images) if exact.condition_field is None else exact.mse(images, batch["vectors"].double())
     else:
         cond = condition_of(exact, batch, torch.device("cpu"))
         if isinstance(cond, torch.Tensor) and cond.is_floating_point():
@@ -158,6 +163,11 @@ def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: fl
 def describe_model(model: nn.Module, history: list[dict[str, Any]] = ()) -> tuple[str, str]:
     """(what the model is, in a sentence; its config as JSON) for the model card; `history` (its
     runs) tells whether a sketch auto-encoder's code was frozen."""
+    if isinstance(model, EmbeddingSketch):
+        loss = {"mse": "mean squared error", "l1": "mean absolute error"}[model.config.loss]
+        return (f"A face sketch (`pixelcnn.sketch`): a deconvolution network that draws, from a standardised "
+                f"{model.config.cond_dim}-number embedding, the average face it allows, trained alone on {loss}; "
+                f"portraits are held to it by the sampler's sketch prior", json.dumps(model.config.to_dict(), indent=2))
     if isinstance(model, (PixelCNNAutoEncoder, MSEAutoEncoder)):
         m = model.encoder.config.code_dim
         configs = json.dumps({part: getattr(model, part).config.to_dict() for part in model.parts}, indent=2)

@@ -16,9 +16,10 @@ The model files come from the `face_recognition_models` package, found without i
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -176,19 +177,52 @@ class DlibFaceEmbedder:
         return self.embed_box(rgb, box)[0], bool(boxes)
 
 
-# ------------------------------------------------------------------------------------ portrait data
-PORTRAIT_GUIDANCE = 5.0     # the default guidance of portraits and morphs, chosen by measurement (model card)
-
-
 # ------------------------------------------------------------------------------------ portraits
+# The defaults of portraits and morphs, chosen by measurement on held-out people (the model card,
+# `pixelcnn.experiments.portraits`): w of classifier-free guidance, and the strength of the sketch prior
+PORTRAIT_GUIDANCE = 5.0
+SKETCH_STRENGTH = 2.5
+
+
+@dataclass
+class Portraits:
+    """What `portraits` returns: the face found in the photo (None for an embedding), the sketch the
+    portraits are held to ((1, C, H, W) in [0, 1]; None for a model without one), and the stream of
+    `SampleProgress` events of the portraits."""
+
+    face: Face | None
+    sketch: Any
+    events: Iterator[Any]
+
+
+def split_portrait_model(model) -> tuple[Any, Any]:
+    """(the PixelCNN that draws, the face sketch or None) of a `PortraitModel` or a plain PixelCNN."""
+    from .sketch import PortraitModel
+
+    return (model.decoder, model.sketch) if isinstance(model, PortraitModel) else (model, None)
+
+
+def sketch_prior(sketcher, vectors, strength: float):
+    """(sketches (B, C, H, W) in [0, 1] or None, the `SketchPrior` holding sampling to them or None)."""
+    from .sampling import SketchPrior
+
+    if sketcher is None:
+        return None, None
+    sketches = sketcher.sketch(vectors)
+    return sketches, SketchPrior(sketches, strength)
+
+
 def portraits(model, person, n: int, *, seed: int | None = None, temperature: float = 1.0,
-              embedder: FaceEmbedder | None = None, every: int | None = None, guidance: float = PORTRAIT_GUIDANCE):
+              embedder: FaceEmbedder | None = None, every: int | None = None, guidance: float = PORTRAIT_GUIDANCE,
+              strength: float = SKETCH_STRENGTH) -> Portraits:
     """New portraits of the person in a photo (a PIL image) or with an embedding ((128,) array).
 
+    model: a `PortraitModel` (a face sketch and a PixelCNN) or a PixelCNN conditioned on embeddings.
     guidance: w of classifier-free guidance (`pixelcnn.sampling`): above 1 the portraits look more
-        like the person and less like each other; the default was chosen by measurement on held-out
-        people (the model card's table, `pixelcnn.experiments.portraits`).
-    Returns (the `Face` found in the photo, or None for an embedding; a `stream` of n portraits).
+        like the person and less like each other.
+    strength: how closely the portraits hold to the sketch drawn from the embedding (`SketchPrior`);
+        0 draws from the PixelCNN alone. Ignored by a model without a sketch.
+    The defaults were chosen by measurement on held-out people (the model card's tables).
     """
     import torch
 
@@ -199,7 +233,43 @@ def portraits(model, person, n: int, *, seed: int | None = None, temperature: fl
         face = (embedder or default_embedder()).embed(person)
         person = face.embedding
     h = torch.as_tensor(np.asarray(person, dtype=np.float32))
-    return face, stream(model, n, h, seed=seed, temperature=temperature, every=every, guidance=guidance)
+    pixelcnn, sketcher = split_portrait_model(model)
+    sketch, prior = sketch_prior(sketcher, h, strength)
+    events = stream(pixelcnn, n, h, seed=seed, temperature=temperature, every=every, guidance=guidance, prior=prior)
+    return Portraits(face, sketch, events)
+
+
+def morph(model, start, end, steps: int, *, seed: int | None = None, temperature: float = 1.0,
+          every: int | None = None, guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH):
+    """A row of `steps` portraits from one embedding to another at one seed, each held to the sketch of
+    its own interpolated embedding, so that the sketch morphs and the portraits follow it.
+
+    Returns (the row's sketches (steps, C, H, W) in [0, 1], or None; the stream of the row)."""
+    import torch
+
+    from .sampling import interpolate
+
+    pixelcnn, sketcher = split_portrait_model(model)
+    a, b = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in (start, end))
+    alpha = torch.linspace(0, 1, steps)[:, None] if isinstance(steps, int) and steps >= 2 else None
+    sketches, prior = (None, None) if alpha is None else sketch_prior(sketcher, (1 - alpha) * a + alpha * b, strength)
+    events = interpolate(pixelcnn, a, b, steps, seed=seed, temperature=temperature, every=every, guidance=guidance,
+                         prior=prior)
+    return sketches, events
+
+
+def portrait_between(model, start, end, alpha: float, *, seed: int | None = None, temperature: float = 1.0,
+                     guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH):
+    """The portrait at `alpha` (0: start, 1: end) of a `morph` with the same seed, and its sketch:
+    ((1, C, H, W) integer image, (1, C, H, W) sketch in [0, 1] or None)."""
+    import torch
+
+    from .sampling import between
+
+    pixelcnn, sketcher = split_portrait_model(model)
+    a, b = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in (start, end))
+    sketch, prior = sketch_prior(sketcher, (1 - alpha) * a + alpha * b, strength)
+    return between(pixelcnn, a, b, alpha, seed=seed, temperature=temperature, guidance=guidance, prior=prior), sketch
 
 
 _EMBEDDER: DlibFaceEmbedder | None = None

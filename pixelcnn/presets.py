@@ -88,8 +88,10 @@ class TrainConfig:
     vector_column: str | None = None    # condition on this parquet column of float vectors
     vectors: str | None = None          # ...or on .npy arrays aligned with each split, e.g. emb_{split}.npy
     encoder: str = "none"               # "conv": train a ConvEncoder end to end, its code conditioning the model
-    encoder_channels: int = 32
-    decoder: str = "pixelcnn"           # with --encoder conv, "mse": the baseline, a deconvolution decoder on MSE
+    encoder_channels: int = 32          # width of the encoder, an MSE decoder or a face sketch (its last hidden layer)
+    decoder: str = "pixelcnn"           # with --encoder conv, "mse": the baseline, a deconvolution decoder on MSE;
+                                        # without an encoder, "sketch": the face sketch, embedding -> image on MSE
+    sketch_loss: str = "mse"            # with --decoder sketch: "mse" (the average face) or "l1" (the median one)
     code_from: str | None = None        # with --encoder conv: start the encoder (and a "sketch" decoder's m(h)) from this MSE auto-encoder
     freeze_code: bool = False           # keep the encoder and a sketch's m(h) as they are: only the PixelCNN learns
     cond_dropout: float = 0.0           # share of images trained on the null condition (a learned one), for guidance
@@ -104,6 +106,10 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                           eval_every=1000, sample_every=2000),
     "faces-portrait": dict(data="celeba-faces32", out_dir="runs/faces-portrait", steps=6000, batch_size=32,
                            lr=2e-3, eval_every=250, eval_images=500, sample_every=500, cond_dropout=0.15),
+    # the face sketch m(h) alone (pixelcnn.sketch): embedding -> 32x32 crop on MSE, well under an hour on one core
+    "faces-sketch": dict(data="celeba-faces32", out_dir="runs/faces-sketch", decoder="sketch", encoder_channels=64,
+                         steps=3000, batch_size=128, lr=2e-3, warmup_steps=100, eval_every=500, eval_images=0,
+                         sample_every=1000, ckpt_every=500),
     # one CUDA GPU, under 8 minutes in all: the portrait model on celeba-faces32 with a learned null
     "faces-gpu": dict(data="celeba-faces32", out_dir="runs/faces-gpu", steps=100000, batch_size=128, lr=2e-3,
                       warmup_steps=200, eval_every=1000, eval_images=1000, sample_every=0, ckpt_every=1000,
@@ -119,6 +125,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 # On a CPU budget neither more steps nor more depth moved identification, so a GPU run gets the capacity
 MODEL_FOR_PRESET = {"faces-gpu": model_preset("faces-portrait").replace(n_layers=10, hidden_channels=64,
                                                                         head_channels=256),
+                    # what the sketch reads and draws (its own size comes from --encoder_channels)
+                    "faces-sketch": model_preset("faces-portrait").replace(conditioning="vector"),
                     "tiny": PixelCNNConfig(image_channels=1, image_size=28, hidden_channels=8, n_layers=2,
                                            head_channels=16, conditioning="class", num_classes=10)}
 

@@ -19,6 +19,7 @@ from .data import ImageDataset
 from .hub import from_pretrained, read_metrics
 from .layers import ConditionBias, channel_groups
 from .model import GatedPixelCNN
+from .sketch import EmbeddingSketch
 
 
 class TrainingError(RuntimeError):
@@ -257,6 +258,8 @@ def folded_class_biases(model: nn.Module) -> dict[str, torch.Tensor]:
 def statistics_fitted(model: nn.Module) -> bool:
     """Whether a model with `standardise_cond` holds statistics (a warm start from a model without
     them, or without conditioning, leaves them at mean 0 and std 1)."""
+    if isinstance(model, EmbeddingSketch):
+        return bool(model.cond_mean.any() or (model.cond_std != 1).any())
     if not getattr(getattr(model, "config", None), "standardise_cond", False):
         return True
     condition = model.condition
@@ -267,6 +270,9 @@ def fit_condition_statistics(model: nn.Module, data: ImageDataset) -> bool:
     """A fresh model with `standardise_cond` takes its mean and std of h from the training vectors,
     and starts with every V = 0: it starts as an unconditional model, where V's default initialisation
     would add a random bias of std ~0.6 per image to every gate."""
+    if isinstance(model, EmbeddingSketch):
+        model.fit_statistics(data.vectors)
+        return True
     if not getattr(model.config, "standardise_cond", False):
         return False
     model.condition.fit_statistics(data.vectors)

@@ -36,6 +36,7 @@ from .config import PixelCNNConfig
 from .data import DatasetError, ImageDataset, load_dataset
 from .model import build_model
 from .presets import TrainConfig, model_overrides, parse_args
+from .sketch import EmbeddingSketch, SketchConfig
 from .runtime import (TimeBudget, atomic_torch_save, batch_indices, ema_average, hardware_description, learning_rate,
                       parameter_checksum, setup_world, to_python, to_tensors)
 from .surgery import (TrainingError, condition_of, fit_condition_statistics, freeze_code, initial_history,
@@ -65,8 +66,10 @@ class Objective(nn.Module):
 def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module:
     """The PixelCNN of the config, joined to a trainable encoder when `cfg.encoder` asks for one;
     with `--decoder mse`, the MSE auto-encoder of the same encoder (the PixelCNN's size unused)."""
-    if cfg.decoder not in ("pixelcnn", "mse"):
-        raise TrainingError(f"--decoder must be 'pixelcnn' or 'mse', got {cfg.decoder!r}")
+    if cfg.decoder not in ("pixelcnn", "mse", "sketch"):
+        raise TrainingError(f"--decoder must be 'pixelcnn', 'mse' or 'sketch', got {cfg.decoder!r}")
+    if cfg.decoder == "sketch":
+        return build_sketch(cfg, model_config)
     if cfg.encoder == "none":
         if cfg.decoder == "mse":
             raise TrainingError("--decoder mse is an auto-encoder: it needs --encoder conv")
@@ -86,6 +89,18 @@ def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module
             raise TrainingError("--cond_dropout trains a PixelCNN's null condition; an MSE auto-encoder has none")
         return MSEAutoEncoder(ConvEncoder(code), DeconvDecoder(code))
     return PixelCNNAutoEncoder(ConvEncoder(code), build_model(model_config))
+
+
+def build_sketch(cfg: TrainConfig, model_config: PixelCNNConfig) -> EmbeddingSketch:
+    """The face sketch of `--decoder sketch`: it draws the model config's images from its vectors."""
+    if cfg.encoder != "none" or cfg.cond_dropout > 0:
+        raise TrainingError("--decoder sketch draws an image from a given vector: it takes no --encoder and no "
+                            "--cond_dropout")
+    if condition_class(model_config.conditioning).batch_field != "vectors":
+        raise TrainingError("--decoder sketch reads vectors: pass --conditioning vector and --cond_dim")
+    return EmbeddingSketch(SketchConfig(
+        image_channels=model_config.image_channels, image_size=model_config.image_size, levels=model_config.levels,
+        cond_dim=model_config.cond_dim, channels=cfg.encoder_channels, loss=cfg.sketch_loss))
 
 
 def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool) -> tuple[ImageDataset, ImageDataset]:
@@ -163,7 +178,8 @@ class Trainer:
             self.say(f"frozen: {freeze_code(self.model):,} parameters of the encoder and m(h) do not learn")
         fresh_condition = checkpoint is None and (not cfg.init_from or not statistics_fitted(self.model))
         if fresh_condition and fit_condition_statistics(self.model, self.train_data):
-            self.say("standardised h with the mean and std of the training vectors; V starts at 0")
+            self.say("standardised h with the mean and std of the training vectors"
+                     + ("" if isinstance(self.model, EmbeddingSketch) else "; V starts at 0"))
         if checkpoint is None and not keep_null and set_average_null(self.model, self.train_data, self.device):
             self.say("the null condition starts as the average condition of the training data"
                      + (" and learns from the dropped ones" if cfg.cond_dropout > 0 else ""))

@@ -7,10 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from pixelcnn import GatedPixelCNN, PixelCNNConfig, sample
+import pixelcnn
+from pixelcnn import EmbeddingSketch, GatedPixelCNN, PixelCNNConfig, PortraitModel, SketchConfig, sample
 from pixelcnn.face_data import split_people
-from pixelcnn.faces import EMBEDDING_DIM, NoFaceError, default_embedder, portraits
-from pixelcnn.sampling import between, interpolate
+from pixelcnn.faces import (EMBEDDING_DIM, PORTRAIT_GUIDANCE, NoFaceError, default_embedder, morph, portrait_between,
+                            portraits)
+from pixelcnn.sampling import SketchPrior, between, interpolate
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTRAITS = ROOT.parent / "shared" / "data" / "celeba_faces64" / "data" / "all-00000-of-00001.parquet"
@@ -125,17 +127,58 @@ def portrait_model() -> GatedPixelCNN:
 def test_portraits_from_a_photo_are_deterministic_for_a_seed(portrait_model):
     crop = next(iter(celeba_crops(1, 1).values()))[0]
     photo = photo_with(crop)
-    face, events = portraits(portrait_model, photo, 3, seed=5)
-    *_, first = events
-    _, again = portraits(portrait_model, face.embedding, 3, seed=5)
-    *_, second = again
+    drawn = portraits(portrait_model, photo, 3, seed=5)
+    assert drawn.sketch is None  # a plain PixelCNN has no sketch to hold to
+    *_, first = drawn.events
+    *_, second = portraits(portrait_model, drawn.face.embedding, 3, seed=5).events
     assert torch.equal(first.images, second.images)
-    from pixelcnn.faces import PORTRAIT_GUIDANCE  # the default, which the app reads
-
-    h = torch.from_numpy(face.embedding)
+    h = torch.from_numpy(drawn.face.embedding)
     assert torch.equal(first.images, sample(portrait_model, 3, h, seed=5, guidance=PORTRAIT_GUIDANCE))
-    _, plain = portraits(portrait_model, face.embedding, 3, seed=5, guidance=1)
+    plain = portraits(portrait_model, drawn.face.embedding, 3, seed=5, guidance=1).events
     assert torch.equal(list(plain)[-1].images, sample(portrait_model, 3, h, seed=5))
+
+
+def tiny_portrait_model(size: int = 6) -> PortraitModel:
+    """A tiny PixelCNN and a face sketch whose decoder draws a fixed picture, whatever the embedding."""
+    torch.manual_seed(0)
+    config = PixelCNNConfig(image_channels=3, image_size=size, hidden_channels=12, n_layers=3, head_channels=12,
+                            conditioning="spatial", cond_dim=EMBEDDING_DIM, spatial_channels=4)
+    sketch = EmbeddingSketch(SketchConfig(image_size=size, cond_dim=EMBEDDING_DIM, channels=4))
+    return PortraitModel(sketch, GatedPixelCNN(config)).eval()
+
+
+def test_portraits_are_held_to_the_sketch_of_their_embedding(tmp_path):
+    model = tiny_portrait_model()
+    model.save_pretrained(tmp_path / "portrait")
+    assert {p.name for p in (tmp_path / "portrait").iterdir()} >= {"sketch", "decoder", "config.json"}
+    loaded = pixelcnn.from_pretrained(tmp_path / "portrait")
+    assert isinstance(loaded, PortraitModel)
+    h = torch.randn(EMBEDDING_DIM, generator=torch.Generator().manual_seed(1)) * 0.05
+    drawn = portraits(loaded, h.numpy(), 4, seed=3, strength=30.0)
+    *_, held = drawn.events
+    assert drawn.face is None and drawn.sketch.shape == (1, 3, 6, 6)
+    assert torch.allclose(drawn.sketch, model.sketch.sketch(h))
+    free = list(portraits(loaded, h.numpy(), 4, seed=3, strength=0).events)[-1].images
+    assert torch.equal(free, sample(model.decoder, 4, h, seed=3, guidance=PORTRAIT_GUIDANCE))
+    gap = lambda images: (images.double() - drawn.sketch.double() * 255).abs().mean().item()  # noqa: E731
+    assert gap(held.images) < 0.5 * gap(free)
+    with pytest.raises(ValueError, match="embeddings of shape"):
+        model.sketch.sketch(torch.zeros(3))
+
+
+def test_a_morph_holds_each_portrait_to_the_sketch_of_its_own_embedding():
+    model = tiny_portrait_model()
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(EMBEDDING_DIM, generator=gen), torch.randn(EMBEDDING_DIM, generator=gen)
+    sketches, events = morph(model, a, b, 5, seed=9, strength=4.0)
+    *_, row = events
+    alpha = torch.linspace(0, 1, 5)[:, None]
+    assert torch.allclose(sketches, model.sketch.sketch((1 - alpha) * a + alpha * b))
+    held_end = sample(model.decoder, 1, b, seed=9, guidance=PORTRAIT_GUIDANCE,
+                      prior=SketchPrior(sketches[-1], 4.0))
+    assert torch.equal(row.images[-1], held_end[0])
+    middle, sketch = portrait_between(model, a, b, 0.5, seed=9, strength=4.0)
+    assert torch.equal(middle[0], row.images[2]) and torch.allclose(sketch, sketches[2:3])
 
 
 def test_interpolation_ends_equal_sampling_with_each_end(portrait_model):

@@ -384,3 +384,31 @@ def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
     assert history[:-1] == read_metrics(shipped_dir)["history"], "the run continues the shipped model's history"
     card = (out / "model" / "README.md").read_text()
     assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.4 min" in card
+
+
+def test_the_face_sketch_trains_alone_through_the_cli_and_draws_what_its_vector_says(stripes, tmp_path):
+    """--decoder sketch: vector -> image on MSE. Here the vector says the stripes' direction, so the
+    sketch of each vector must be that direction's stripes, and the exported card gives its test MSE."""
+    for split in ("train", "test"):
+        labels = load_dataset(f"folder:{stripes}", split).labels
+        np.save(tmp_path / f"vec_{split}.npy", torch.nn.functional.one_hot(labels, 2).float().numpy())
+    out = tmp_path / "sketch"
+    result = run_train(train_args(stripes, out, "--decoder", "sketch", "--conditioning", "vector", "--cond_dim", "2",
+                                  "--encoder_channels", "8", "--vectors", str(tmp_path / "vec_{split}.npy"),
+                                  "--steps", "150", "--batch_size", "16", "--lr", "1e-2", "--warmup_steps", "5",
+                                  "--log_every", "10", "--sample_every", "150"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    assert isinstance(model, pixelcnn.EmbeddingSketch)
+    saved = read_metrics(out / "model")
+    losses = [m["train_mse"] for m in metrics(out) if "train_mse" in m]
+    assert saved["test_mse"] < 0.3 * losses[0]
+    sketches = model.sketch(torch.eye(2))[:, 0] * 255  # (2, 8, 8): horizontal, vertical
+    rows, columns = sketches.std(dim=2).mean(1), sketches.std(dim=1).mean(1)  # variation along a row / a column
+    assert columns[0] > 3 * rows[0] and rows[1] > 3 * columns[1], (rows, columns)
+    assert "face sketch" in (out / "model" / "README.md").read_text()
+    assert torch.allclose(model.cond_mean, torch.tensor([0.5, 0.5]))
+    refused = run_train(train_args(stripes, tmp_path / "bad", "--decoder", "sketch", "--cond_dropout", "0.2",
+                                   "--conditioning", "vector", "--cond_dim", "2",
+                                   "--vectors", str(tmp_path / "vec_{split}.npy"), "--steps", "2"))
+    assert refused.returncode == 1 and "no --cond_dropout" in refused.stderr

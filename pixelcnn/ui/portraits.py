@@ -142,8 +142,8 @@ def draw_portraits(explorer: Explorer, path: str | None, example: str | None, n:
     face = read_face(explorer, path, example)
     columns = math.ceil(math.sqrt(n))
     scale = display_scale(cfg.width, columns)
-    _, events = portraits(model, face.embedding, n, seed=int(seed or 0), temperature=float(temperature or 0),
-                          guidance=guidance)
+    events = portraits(model, face.embedding, n, seed=int(seed or 0), temperature=float(temperature or 0),
+                       guidance=guidance).events
     boxed, note = photo_with_box(face), face_note(face)
     key = STOP.start(request)
     for event in play(events, "row by row", cfg.height * cfg.width, n):
