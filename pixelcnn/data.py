@@ -113,10 +113,12 @@ class ImageDataset:
         if field == "labels" and len(self) and int(self.labels.max()) >= config.num_classes:
             raise DatasetError(f"{self.source} has labels up to {int(self.labels.max())} but the model has "
                                f"num_classes={config.num_classes}")
-        if field == "vectors" and (self.vectors is None or self.vectors.shape[1] != config.cond_dim):
+        if field == "vectors" and (self.vectors is None or self.vectors.shape[1] != config.cond_features):
             found = "no vectors" if self.vectors is None else f"vectors of {self.vectors.shape[1]}"
+            wanted = (f"cond_dim={config.cond_dim}" if config.conditioning != "image" else
+                      f"images of {config.cond_features} values, flattened")
             raise DatasetError(f"{self.source} ({self.split}) has {found} but the model is conditioned on "
-                               f"vectors of cond_dim={config.cond_dim}: pass a vector column or an aligned array")
+                               f"vectors of {wanted}: pass a vector column or an aligned array")
 
     def quantise(self, levels: int) -> Tensor:
         """Images mapped from 256 to `levels` intensity levels: (N, C, H, W) long."""

@@ -92,6 +92,8 @@ class TrainConfig:
     decoder: str = "pixelcnn"           # with --encoder conv, "mse": the baseline, a deconvolution decoder on MSE;
                                         # without an encoder, "sketch": the face sketch, embedding -> image on MSE
     sketch_loss: str = "mse"            # with --decoder sketch: "mse" (the average face) or "l1" (the median one)
+    sketch_latent: int = 0              # with --decoder sketch: the length of z, a conditional VAE's latent (0: none)
+    sketch_kl: float = 0.05             # with --sketch_latent: beta, the weight of z's KL per sub-pixel
     code_from: str | None = None        # with --encoder conv: start the encoder (and a "sketch" decoder's m(h)) from this MSE auto-encoder
     freeze_code: bool = False           # keep the encoder and a sketch's m(h) as they are: only the PixelCNN learns
     cond_dropout: float = 0.0           # share of images trained on the null condition (a learned one), for guidance
@@ -108,6 +110,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                            lr=2e-3, eval_every=250, eval_images=500, sample_every=500, cond_dropout=0.15),
     # the face sketch m(h) alone (pixelcnn.sketch): embedding -> 32x32 crop on MSE, well under an hour on one core
     "faces-sketch": dict(data="celeba-faces32", out_dir="runs/faces-sketch", decoder="sketch", encoder_channels=64,
+                         sketch_latent=16,
                          steps=3000, batch_size=128, lr=2e-3, warmup_steps=100, eval_every=500, eval_images=0,
                          sample_every=1000, ckpt_every=500),
     # one CUDA GPU, under 8 minutes in all: the portrait model on celeba-faces32 with a learned null
@@ -196,7 +199,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
                                    help=f"default: {defaults[f.name]}")
     args = vars(parser.parse_args(argv))
     if args["standardise_cond"] is None:  # e.g. the faces preset's unconditional twin: nothing to standardise
-        given_vectors = condition_class(args["conditioning"]).batch_field == "vectors" and args["encoder"] == "none"
+        given_vectors = (condition_class(args["conditioning"]).batch_field == "vectors" and args["encoder"] == "none"
+                         and args["conditioning"] != "image")  # an image is read as it is
         args["standardise_cond"] = model_defaults["standardise_cond"] and given_vectors
     if not 0 <= args["cond_dropout"] < 1:
         raise ValueError(f"--cond_dropout must lie in [0, 1), got {args['cond_dropout']}")

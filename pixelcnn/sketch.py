@@ -2,11 +2,15 @@
 
 A face embedding carries who a person is; a Gated PixelCNN conditioned on it passes little of that
 on to its portraits (the likelihood gains little from identity). `EmbeddingSketch` is a deconvolution
-network trained alone on mean squared error from the embedding to the photo: its answer is the
-average face that the embedding allows, blurry but recognisably that person. Sampling is then held to
-the sketch (`pixelcnn.sampling.SketchPrior`): the PixelCNN draws the sharp detail, the sketch keeps the
-person (the sampling's product of experts). `PortraitModel` ships both as one composite, one sub-folder
-per part, which `pixelcnn.from_pretrained` loads as one object.
+network trained alone from the embedding to the photo. With `latent_dim` 0 it is trained on mean
+squared error, and its answer is the average face that the embedding allows: blurry, and an average
+over pose and light. With a latent z (`latent_dim` > 0) it is a conditional VAE (Kingma et al., 2014;
+Sohn et al., 2015): an encoder reads the photo into z, which takes what the embedding does not say
+(pose, light, expression, background), so the decoder can draw the person itself sharply from the
+embedding; at z = 0 it draws a typical photo of the person, and z drawn at a temperature gives new
+poses and light. Sampling is then held to the sketch (`pixelcnn.sampling.SketchPrior`): the PixelCNN
+draws the detail, the sketch keeps the person. `PortraitModel` ships both as one composite, one
+sub-folder per part, which `pixelcnn.from_pretrained` loads as one object.
 """
 
 from __future__ import annotations
@@ -19,19 +23,24 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .codecs import DeconvDecoder, EncoderConfig
+from .codecs import ConvEncoder, DeconvDecoder, EncoderConfig
 from .hub import CompositeMixin, PretrainedMixin
 from .model import GatedPixelCNN
 from .shapes import ImageShape
 
 SKETCH_LOSSES = ("mse", "l1")
+LATENT_SEED_OFFSET = 0x5EED  # z is drawn from seed + this, so it is not the pixel noise of the same seed
 
 
 @dataclass(frozen=True)
 class SketchConfig(ImageShape):
     """image_channels, image_size, levels: the images it draws; cond_dim: the embedding's length;
     channels: the width of the decoder's last hidden layer (doubled at each coarser scale);
-    loss: "mse" (the average face) or "l1" (the median face)."""
+    loss: "mse" (the average face) or "l1" (the median face);
+    latent_dim: the length of z, what the photo shows beyond the embedding (0: none, a plain decoder);
+    kl_weight: beta, the weight of z's KL divergence per sub-pixel against the reconstruction error
+        (the error of pixels in [0, 1]; 0.05 matches the Gaussian likelihood of a residual of std 0.16);
+    encoder_channels: the width of the encoder that reads z from the photo."""
 
     image_channels: int = 3
     image_size: int | tuple[int, int] = 32
@@ -39,13 +48,17 @@ class SketchConfig(ImageShape):
     cond_dim: int = 128
     channels: int = 64
     loss: str = "mse"
+    latent_dim: int = 0
+    kl_weight: float = 0.05
+    encoder_channels: int = 32
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, list):
             object.__setattr__(self, "image_size", tuple(self.image_size))
         if self.loss not in SKETCH_LOSSES:
             raise ValueError(f"SketchConfig: loss must be one of {SKETCH_LOSSES}, got {self.loss!r}")
-        if self.image_channels not in (1, 3) or self.cond_dim < 1 or self.channels < 1 or self.levels < 2:
+        if (self.image_channels not in (1, 3) or self.cond_dim < 1 or self.channels < 1 or self.levels < 2
+                or self.latent_dim < 0 or self.kl_weight < 0 or self.encoder_channels < 1):
             raise ValueError(f"SketchConfig: invalid {self}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,10 +74,10 @@ class SketchConfig(ImageShape):
 
 
 class EmbeddingSketch(nn.Module, PretrainedMixin):
-    """Embeddings (B, cond_dim) -> sketches in [0, 1] (B, C, H, W).
+    """Embeddings (B, cond_dim), and z (B, latent_dim) -> sketches in [0, 1] (B, C, H, W).
 
     The embedding is standardised with the training set's mean and std (buffers that training fills)
-    and scaled to norm ~1, as `VectorCondition.standardise` does, then decoded by a `DeconvDecoder`.
+    and scaled to norm ~1, as `VectorCondition.standardise` does; the decoder reads it with z.
     """
 
     architecture = "embedding-sketch"
@@ -77,9 +90,11 @@ class EmbeddingSketch(nn.Module, PretrainedMixin):
         self.config = config
         self.register_buffer("cond_mean", torch.zeros(config.cond_dim))
         self.register_buffer("cond_std", torch.ones(config.cond_dim))
-        self.decoder = DeconvDecoder(EncoderConfig(image_channels=config.image_channels, image_size=config.image_size,
-                                                   levels=config.levels, code_dim=config.cond_dim,
+        shape = dict(image_channels=config.image_channels, image_size=config.image_size, levels=config.levels)
+        self.decoder = DeconvDecoder(EncoderConfig(**shape, code_dim=config.cond_dim + config.latent_dim,
                                                    channels=config.channels))
+        self.encoder = (ConvEncoder(EncoderConfig(**shape, code_dim=2 * config.latent_dim,
+                                                  channels=config.encoder_channels)) if config.latent_dim else None)
 
     @property
     def device(self) -> torch.device:
@@ -108,31 +123,65 @@ class EmbeddingSketch(nn.Module, PretrainedMixin):
             raise ValueError("the embeddings contain NaN or inf")
         return vectors.to(self.device, self.dtype)
 
-    def forward(self, vectors: Tensor) -> Tensor:
-        """Embeddings (B, cond_dim) -> sketches (B, C, H, W) in [0, 1]."""
+    def forward(self, vectors: Tensor, z: Tensor | None = None) -> Tensor:
+        """Embeddings (B, cond_dim) and z (B, latent_dim; None: 0) -> sketches (B, C, H, W) in [0, 1]."""
         h = (vectors - self.cond_mean) / (self.cond_std * math.sqrt(self.config.cond_dim))
+        if self.config.latent_dim:
+            z = torch.zeros(len(h), self.config.latent_dim, dtype=h.dtype, device=h.device) if z is None else z
+            h = torch.cat([h, z.to(h.dtype)], 1)
         return self.decoder(h)
 
-    def sketch(self, vectors: Any) -> Tensor:
-        """The sketches of embeddings, (cond_dim,) or (B, cond_dim), checked: (B, C, H, W) in [0, 1]."""
-        with torch.no_grad():
-            return self(self.check_vectors(vectors))
+    def latents(self, n: int, temperature: float, seed: int | None) -> Tensor | None:
+        """n draws of z from its prior N(0, temperature^2), fixed by `seed` (None: 0 at temperature 0,
+        else a fresh draw): (n, latent_dim), or None for a sketch without z."""
+        if not self.config.latent_dim:
+            return None
+        if not (isinstance(temperature, (int, float)) and 0 <= temperature < float("inf")):
+            raise ValueError(f"the sketch's temperature must be a finite number >= 0, got {temperature!r}")
+        gen = torch.Generator()
+        gen.manual_seed((LATENT_SEED_OFFSET + seed) % 2 ** 64) if seed is not None else gen.seed()
+        z = torch.randn(n, self.config.latent_dim, generator=gen, dtype=torch.float64)
+        return (z * temperature).to(self.device, self.dtype)
 
-    def errors(self, images: Tensor, vectors: Tensor) -> Tensor:
-        """The training loss per image (B,): squared or absolute error, pixels scaled to [0, 1]."""
+    def sketch(self, vectors: Any, z: Tensor | None = None) -> Tensor:
+        """The sketches of embeddings, (cond_dim,) or (B, cond_dim), at z (None: 0), checked:
+        (B, C, H, W) in [0, 1]."""
+        vectors = self.check_vectors(vectors)
+        with torch.no_grad():
+            return self(vectors, None if z is None else torch.as_tensor(z).to(self.device, self.dtype))
+
+    def posterior(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log-variance) of z given integer photos (B, C, H, W): each (B, latent_dim)."""
+        mean, log_var = self.encoder(images).chunk(2, dim=1)
+        return mean, log_var.clamp(-12, 6)
+
+    def objective(self, images: Tensor, vectors: Tensor) -> Tensor:
+        """The training loss per image (B,): the error of the sketch (with z drawn from the photo's
+        posterior, for a latent sketch), plus kl_weight times z's KL divergence per sub-pixel."""
         target = images.to(self.dtype) / (self.config.levels - 1)
-        diff = self(vectors) - target
-        return (diff.square() if self.config.loss == "mse" else diff.abs()).flatten(1).mean(1)
+        z, kl = None, 0.0
+        if self.config.latent_dim:
+            mean, log_var = self.posterior(images)
+            z = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
+            kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).sum(1) / target[0].numel()
+        diff = self(vectors, z) - target
+        error = (diff.square() if self.config.loss == "mse" else diff.abs()).flatten(1).mean(1)
+        return error + self.config.kl_weight * kl
 
     def mse(self, images: Tensor, vectors: Tensor) -> Tensor:
-        """Mean squared error of each image's sketch (B,), pixels scaled to [0, 1]."""
+        """Mean squared error of each image's sketch at z = 0 (B,), pixels scaled to [0, 1]."""
         target = images.to(self.dtype) / (self.config.levels - 1)
         return (self(vectors) - target).square().flatten(1).mean(1)
 
     def loss(self, images: Tensor, vectors: Tensor) -> Tensor:
-        """The training objective: the mean of `errors`, a scalar."""
+        """The training objective: the mean of `objective`, a scalar."""
         self.config.check_images(images)
-        return self.errors(images, vectors).mean()
+        return self.objective(images, vectors).mean()
+
+    def test_loss(self, images: Tensor, vectors: Tensor) -> Tensor:
+        """What the card reports: the mean squared error of the sketch at z = 0 against the photo."""
+        self.config.check_images(images)
+        return self.mse(images, vectors).mean()
 
 
 class PortraitModel(nn.Module, CompositeMixin):

@@ -30,6 +30,8 @@ def example_condition(config: PixelCNNConfig, batch: int, seed: int = 0, dtype=t
         return torch.randint(0, config.num_classes, (batch,), generator=gen)
     if config.conditioning in ("vector", "spatial", "sketch"):
         return torch.randn(batch, config.cond_dim, generator=gen, dtype=dtype)
+    if config.conditioning == "image":
+        return torch.rand(batch, config.image_channels, config.height, config.width, generator=gen, dtype=dtype)
     return None
 
 

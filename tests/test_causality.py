@@ -27,7 +27,7 @@ def causal_violations(model, x, cond):
     return flat[~later].max().item(), flat[later].max().item()
 
 
-@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial", "sketch"])
+@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial", "sketch", "image"])
 @pytest.mark.parametrize("kernel", [3, 5, 7])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("architecture", ["gated", "original"])

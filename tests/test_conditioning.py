@@ -54,7 +54,7 @@ def test_bad_encoded_conditions_are_refused_clearly():
 
 
 def test_every_kind_is_registered_and_names_its_batch_field():
-    assert set(CONDITIONS) == {"none", "class", "vector", "spatial", "sketch"}
+    assert set(CONDITIONS) == {"none", "class", "vector", "spatial", "sketch", "image"}
     assert all(issubclass(kind, Condition) for kind in CONDITIONS.values())
     assert CONDITIONS["class"].batch_field == "labels" and CONDITIONS["spatial"].batch_field == "vectors"
     assert CONDITIONS["none"].batch_field is None

@@ -12,7 +12,7 @@ from pixelcnn.sampling import CachedEngine, GuidedEngine, NaiveEngine, choose, i
 
 from conftest import example_condition, random_images, tiny_config
 
-KINDS = ["class", "vector", "spatial", "sketch"]
+KINDS = ["class", "vector", "spatial", "sketch", "image"]
 
 
 def guided_model(conditioning, channels=3, seed=0, **overrides):

@@ -95,7 +95,7 @@ def test_spatial_condition_is_location_dependent():
 
 
 @pytest.mark.parametrize("architecture", ["gated", "original"])
-@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial", "sketch"])
+@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial", "sketch", "image"])
 def test_every_parameter_gets_a_gradient(architecture, conditioning):
     """No dead weights: every parameter (every link, bias and condition map) influences the loss."""
     config = tiny_config(channels=3, conditioning=conditioning, n_layers=3)

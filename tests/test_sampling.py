@@ -34,7 +34,7 @@ def lockstep(model, n, cond, seed, temperature=1.0, given=None):
     return gap, naive.images
 
 
-@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial", "sketch"])
+@pytest.mark.parametrize("conditioning", ["none", "class", "vector", "spatial", "sketch", "image"])
 @pytest.mark.parametrize("kernel", [3, 5])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_cached_equals_naive(channels, kernel, conditioning):
