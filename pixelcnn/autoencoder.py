@@ -139,7 +139,7 @@ AutoEncoder = PixelCNNAutoEncoder | MSEAutoEncoder
 def conditioned_part(model: nn.Module) -> nn.Module | None:
     """The PixelCNN whose condition holds the null: the model, or an auto-encoder's decoder (None: an
     MSE auto-encoder, a face sketch or anything else without a PixelCNN)."""
-    part = model.decoder if isinstance(model, PixelCNNAutoEncoder) else model
+    part = getattr(model, "decoder", model)  # an auto-encoder's or a portrait model's PixelCNN
     return part if isinstance(part, _PixelCNNBase) else None
 
 

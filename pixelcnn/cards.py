@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, conditioned_part, psnr
-from .sketch import EmbeddingSketch
+from .sketch import EmbeddingSketch, PortraitModel
 from .data import ImageDataset
-from .hub import METRICS_NAME, read_metrics
+from .hub import CONFIG_NAME, METRICS_NAME, read_metrics
 from .images import image_grid
 from .presets import TrainConfig, train_defaults
 from .sampling import sample
@@ -163,6 +163,14 @@ def run_metrics(cfg: TrainConfig, model: nn.Module, *, steps: int, wall_time: fl
 def describe_model(model: nn.Module, history: list[dict[str, Any]] = ()) -> tuple[str, str]:
     """(what the model is, in a sentence; its config as JSON) for the model card; `history` (its
     runs) tells whether a sketch auto-encoder's code was frozen."""
+    if isinstance(model, PortraitModel):
+        what, _ = describe_model(model.decoder, history)
+        configs = json.dumps({part: getattr(model, part).config.to_dict() for part in model.parts}, indent=2)
+        reads = ("the sketch of each photo (`image` conditioning)" if model.decoder.config.conditioning == "image"
+                 else "the embedding")
+        return (f"A portrait model (`pixelcnn.sketch.PortraitModel`): a face sketch drawn from a "
+                f"{model.sketch.config.cond_dim}-number face embedding (its own card is in `sketch/`), and "
+                f"{what[0].lower()}{what[1:]} that reads {reads}, held to the sketch while it samples", configs)
     if isinstance(model, EmbeddingSketch):
         loss = {"mse": "mean squared error", "l1": "mean absolute error"}[model.config.loss]
         return (f"A face sketch (`pixelcnn.sketch`): a deconvolution network that draws, from a standardised "
@@ -341,6 +349,21 @@ def rewrite_card(folder: Path, model: nn.Module) -> None:
     card = folder / "README.md"
     titles = [line[2:] for line in card.read_text().splitlines() if line.startswith("# ")] if card.is_file() else []
     card.write_text(model_card(read_metrics(folder), model, titles[0] if titles else folder.name))
+
+
+def copy_sketch_card(source: str | Path, folder: Path) -> bool:
+    """Copy the face sketch's own card and metrics.json (from its folder, or a portrait model's
+    `sketch/`) into a portrait model's `sketch/` folder; False when the source has none (a Hub id)."""
+    import shutil
+
+    source = Path(source)
+    for where in (source / "sketch", source):
+        if (where / METRICS_NAME).is_file() and (where / CONFIG_NAME).is_file():
+            for name in (METRICS_NAME, "README.md", "samples.png", "curves.png"):
+                if (where / name).is_file() and (where / name).resolve() != (folder / name).resolve():
+                    shutil.copyfile(where / name, folder / name)
+            return True
+    return False
 
 
 def write_export(model: nn.Module, folder: Path, metrics: dict[str, Any], title: str) -> None:

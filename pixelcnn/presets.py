@@ -97,6 +97,9 @@ class TrainConfig:
     code_from: str | None = None        # with --encoder conv: start the encoder (and a "sketch" decoder's m(h)) from this MSE auto-encoder
     freeze_code: bool = False           # keep the encoder and a sketch's m(h) as they are: only the PixelCNN learns
     cond_dropout: float = 0.0           # share of images trained on the null condition (a learned one), for guidance
+    mirror: bool = False                # flip half of each batch left to right (faces: a mirror keeps the person)
+    sketch_from: str | None = None      # with --conditioning image: the face sketch (or portrait model) whose sketch of
+                                        # each photo the PixelCNN reads; the export is a PortraitModel with it
     time_budget: float = 0.0            # minutes for the whole run, evaluation and export included (0: none)
     progress: bool = True               # tqdm progress bar
 
@@ -110,7 +113,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                            lr=2e-3, eval_every=250, eval_images=500, sample_every=500, cond_dropout=0.15),
     # the face sketch m(h) alone (pixelcnn.sketch): embedding -> 32x32 crop on MSE, well under an hour on one core
     "faces-sketch": dict(data="celeba-faces32", out_dir="runs/faces-sketch", decoder="sketch", encoder_channels=64,
-                         sketch_latent=16,
+                         sketch_latent=16, mirror=True,
                          steps=3000, batch_size=128, lr=2e-3, warmup_steps=100, eval_every=500, eval_images=0,
                          sample_every=1000, ckpt_every=500),
     # one CUDA GPU, under 8 minutes in all: the portrait model on celeba-faces32 with a learned null

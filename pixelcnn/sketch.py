@@ -185,8 +185,9 @@ class EmbeddingSketch(nn.Module, PretrainedMixin):
 
 
 class PortraitModel(nn.Module, CompositeMixin):
-    """A face sketch and a Gated PixelCNN conditioned on the same embedding, saved as one folder with
-    a sub-folder per part (`sketch/`, `decoder/`). `pixelcnn.faces.portraits` draws with both."""
+    """A face sketch and a Gated PixelCNN, saved as one folder with a sub-folder per part (`sketch/`,
+    `decoder/`). The PixelCNN reads the embedding itself, or the sketch ("image" conditioning);
+    `pixelcnn.faces.portraits` draws with both, and the sampler holds the portraits to the sketch."""
 
     architecture = "portrait-model"
     parts = ("sketch", "decoder")
@@ -194,7 +195,7 @@ class PortraitModel(nn.Module, CompositeMixin):
 
     def __init__(self, sketch: EmbeddingSketch, decoder: GatedPixelCNN) -> None:
         super().__init__()
-        if decoder.config.cond_dim != sketch.config.cond_dim:
+        if decoder.config.conditioning != "image" and decoder.config.cond_dim != sketch.config.cond_dim:
             raise ValueError(f"the sketch reads embeddings of {sketch.config.cond_dim} numbers but the decoder reads "
                              f"{decoder.config.cond_dim}")
         shape = lambda c: (c.image_channels, c.height, c.width, c.levels)  # noqa: E731
@@ -215,3 +216,31 @@ class PortraitModel(nn.Module, CompositeMixin):
         """The sketches of embeddings (cond_dim,) or (B, cond_dim): (B, C, H, W) in [0, 1]."""
         return self.sketch.sketch(vectors)
 
+
+
+def load_sketch(source: Any) -> EmbeddingSketch:
+    """The face sketch saved at `source`: an `EmbeddingSketch`'s folder or Hub id, or a `PortraitModel`'s."""
+    from .hub import CheckpointError, from_pretrained
+
+    model = from_pretrained(source)
+    if isinstance(model, PortraitModel):
+        return model.sketch
+    if not isinstance(model, EmbeddingSketch):
+        raise CheckpointError(f"{source!r} holds a {type(model).__name__}, not a face sketch (an EmbeddingSketch or "
+                              f"a PortraitModel)")
+    return model
+
+
+@torch.no_grad()
+def posterior_sketches(sketch: EmbeddingSketch, images: Tensor, vectors: Tensor, batch_size: int = 500) -> Tensor:
+    """The sketch of each photo drawn at its own z (the posterior mean; 0 for a sketch without z), so that
+    it shows the photo's pose and light: integer photos (N, C, H, W) and embeddings (N, cond_dim) ->
+    (N, C * H * W) floats in [0, 1], the condition a PixelCNN of conditioning "image" trains on."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(sketch.device).long()
+        v = sketch.check_vectors(vectors[start:start + batch_size])
+        z = sketch.posterior(x)[0] if sketch.config.latent_dim else None
+        out.append(sketch(v, z).flatten(1).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, sketch.config.image_channels * sketch.config.height
+                                                  * sketch.config.width)

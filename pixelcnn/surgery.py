@@ -19,7 +19,7 @@ from .data import ImageDataset
 from .hub import from_pretrained, read_metrics
 from .layers import ConditionBias, channel_groups
 from .model import GatedPixelCNN
-from .sketch import EmbeddingSketch
+from .sketch import EmbeddingSketch, PortraitModel
 
 
 class TrainingError(RuntimeError):
@@ -46,6 +46,8 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     decoder) only in its conditioning is a warm start (`warm_start`).
     """
     start = from_pretrained(source)
+    if isinstance(start, PortraitModel) and not isinstance(model, PortraitModel):
+        start = start.decoder  # a portrait model's PixelCNN; its sketch comes in with --sketch_from
     names = ("class_names", "learned_null")
     if type(start) is type(model) and _config_without(start, names) == _config_without(model, names):
         model.load_state_dict(start.state_dict())
@@ -70,11 +72,13 @@ def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:
     return initial_history(source)
 
 
-def learned_null_in(source: str) -> bool:
-    """Whether the saved model at `source` (or its decoder) learnt its null condition."""
+def learned_null_in(source: str, conditioning: str | None = None) -> bool:
+    """Whether the saved model at `source` (or its decoder) learnt its null condition (of this
+    `conditioning`, when one is given: a warm start into another kind starts a fresh null)."""
     start = from_pretrained(source)
     part = conditioned_part(start)
-    return part is not None and part.config.learned_null
+    return (part is not None and part.config.learned_null
+            and conditioning in (None, part.config.conditioning))
 
 
 def load_code_weights(model: nn.Module, source: str) -> str:

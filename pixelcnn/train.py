@@ -27,16 +27,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder
-from .cards import (METRIC_NAMES, export_examples, metric_of, plot_curves, run_metrics, sample_grid, slice_figures,
-                    write_export)
+from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, conditioned_part
+from .cards import (METRIC_NAMES, copy_sketch_card, export_examples, metric_of, plot_curves, run_metrics, sample_grid,
+                    slice_figures, write_export)
 from .codecs import ConvEncoder, DeconvDecoder, EncoderConfig
 from .conditioning import condition_class
 from .config import PixelCNNConfig
 from .data import DatasetError, ImageDataset, load_dataset
+from .hub import CheckpointError
 from .model import build_model
 from .presets import TrainConfig, model_overrides, parse_args
-from .sketch import EmbeddingSketch, SketchConfig
+from .sketch import EmbeddingSketch, PortraitModel, SketchConfig, load_sketch, posterior_sketches
 from .runtime import (TimeBudget, atomic_torch_save, batch_indices, ema_average, hardware_description, learning_rate,
                       parameter_checksum, setup_world, to_python, to_tensors)
 from .surgery import (TrainingError, condition_of, fit_condition_statistics, freeze_code, initial_history,
@@ -104,8 +105,23 @@ def build_sketch(cfg: TrainConfig, model_config: PixelCNNConfig) -> EmbeddingSke
         latent_dim=cfg.sketch_latent, kl_weight=cfg.sketch_kl))
 
 
-def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool) -> tuple[ImageDataset, ImageDataset]:
-    """The train and test splits with the conditions the model needs, checked against its config."""
+def drawing_sketch(cfg: TrainConfig, model_config: PixelCNNConfig) -> EmbeddingSketch | None:
+    """The face sketch of `--sketch_from` (conditioning "image" only), or None."""
+    if not cfg.sketch_from:
+        return None
+    if model_config.conditioning != "image" or cfg.encoder != "none":
+        raise TrainingError("--sketch_from gives a PixelCNN the sketch of each photo to read: it needs "
+                            "--conditioning image (and no --encoder)")
+    try:
+        return load_sketch(cfg.sketch_from)
+    except CheckpointError as e:
+        raise TrainingError(f"--sketch_from: {e}") from e
+
+
+def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool,
+                       sketch: EmbeddingSketch | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """The train and test splits with the conditions the model needs, checked against its config; with
+    a face sketch, each photo's condition is its sketch (`posterior_sketches`)."""
     splits = []
     for split in ("train", "test"):
         data = load_dataset(cfg.data, split, data_dir=cfg.data_dir, vector_column=cfg.vector_column)
@@ -115,9 +131,20 @@ def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool) 
                 raise DatasetError(f"--vectors: {path} does not exist (one .npy file per split, '{{split}}' "
                                    f"in the name)")
             data = data.with_vectors(np.load(path))
+        if sketch is not None:
+            if data.vectors is None:
+                raise DatasetError(f"--sketch_from draws each photo's sketch from its embedding, but {cfg.data} "
+                                   f"({split}) has no vectors")
+            data = data.with_vectors(posterior_sketches(sketch, data.images, data.vectors))
         data.check_fits(config if not encoder else config.replace(conditioning="none", learned_null=False))
         splits.append(data)
     return splits[0], splits[1]
+
+
+def mirror_flips(batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """`--mirror`: which images of a global batch are flipped left to right, (batch_size,) bool, a random
+    half fixed by (seed, step), so that a resumed run flips the same images."""
+    return torch.rand(batch_size, generator=torch.Generator().manual_seed(seed * 1_000_003 + step)) < 0.5
 
 
 @torch.no_grad()
@@ -160,7 +187,8 @@ class Trainer:
         self.ckpt_path = self.out / CHECKPOINT
         self.metrics_path = self.out / "metrics.jsonl"
         checkpoint = self._read_checkpoint(model_config)
-        self.train_data, self.test_data = load_training_data(cfg, model_config, cfg.encoder != "none")
+        self.sketch = drawing_sketch(cfg, model_config)
+        self.train_data, self.test_data = load_training_data(cfg, model_config, cfg.encoder != "none", self.sketch)
         if cfg.train_images > 0:
             self.train_data = self.train_data.subset(torch.arange(min(cfg.train_images, len(self.train_data))))
         if len(self.train_data) < cfg.batch_size:
@@ -173,7 +201,8 @@ class Trainer:
         if cfg.init_from and checkpoint is None:
             self.history = load_initial_weights(self.model, cfg.init_from)
             self.say(f"initialised from {cfg.init_from} (fresh optimiser and schedule)")
-            keep_null = learned_null_in(cfg.init_from)
+            keep_null = learned_null_in(cfg.init_from, conditioned_part(self.model).config.conditioning
+                                        if conditioned_part(self.model) is not None else None)
         if cfg.code_from and checkpoint is None:
             self.say(load_code_weights(self.model, cfg.code_from))
         if cfg.freeze_code:
@@ -294,6 +323,9 @@ class Trainer:
         batch = self.train_data.batch(idx[world.rank * per_rank:(world.rank + 1) * per_rank],
                                       self.model.config.levels)
         images = batch["images"].to(self.device, non_blocking=True)
+        if cfg.mirror:  # the global batch's flips, this rank's share: the same on 1 or N processes
+            flip = mirror_flips(cfg.batch_size, cfg.seed, self.step)[world.rank * per_rank:(world.rank + 1) * per_rank]
+            images = torch.where(flip.to(self.device)[:, None, None, None], images.flip(-1), images)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             loss = self.net(images, condition_of(self.model, batch, self.device))  # bits/dim (or MSE)
         self.optimizer.zero_grad(set_to_none=True)
@@ -420,7 +452,11 @@ class Trainer:
                               history=self.history, stopped_by_budget=stopped)
         metrics["slice"] = slice_figures(final, self.test_data)
         exported = self.out / "model"
+        if self.sketch is not None:  # the PixelCNN with the sketch it reads: one portrait model
+            final = PortraitModel(self.sketch.to(final.device), final)
         write_export(final, exported, metrics, f"{cfg.preset} on {cfg.data}")
+        if self.sketch is not None:
+            copy_sketch_card(cfg.sketch_from, exported / "sketch")
         if self.model.condition_field == "labels":
             export_examples(self.test_data, exported / "examples")
         print(f"test {METRIC_NAMES[self.metric]} {value:.4f} on {n} images; exported {exported}", flush=True)

@@ -412,3 +412,45 @@ def test_the_face_sketch_trains_alone_through_the_cli_and_draws_what_its_vector_
                                    "--conditioning", "vector", "--cond_dim", "2",
                                    "--vectors", str(tmp_path / "vec_{split}.npy"), "--steps", "2"))
     assert refused.returncode == 1 and "no --cond_dropout" in refused.stderr
+
+
+def test_a_pixelcnn_learns_to_read_each_photos_sketch_and_exports_a_portrait_model(stripes, tmp_path):
+    """--conditioning image --sketch_from: the PixelCNN's condition is each photo's sketch at its own z
+    (posterior_sketches); the export joins the sketch and the PixelCNN as one PortraitModel, with the
+    sketch's own card in sketch/, and --init_from such a model continues its PixelCNN."""
+    from pixelcnn.sketch import posterior_sketches
+
+    for split in ("train", "test"):
+        labels = load_dataset(f"folder:{stripes}", split).labels
+        np.save(tmp_path / f"vec_{split}.npy", torch.nn.functional.one_hot(labels, 2).float().numpy())
+    vectors = ("--vectors", str(tmp_path / "vec_{split}.npy"))
+    sketch_out = tmp_path / "sketch"
+    result = run_train(train_args(stripes, sketch_out, "--decoder", "sketch", "--conditioning", "vector", "--cond_dim",
+                                  "2", "--encoder_channels", "4", "--sketch_latent", "2", "--mirror", *vectors,
+                                  "--steps", "20", "--batch_size", "16"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "portrait"
+    result = run_train(train_args(stripes, out, "--conditioning", "image", "--spatial_channels", "3", "--sketch_from",
+                                  str(sketch_out / "model"), *vectors, "--steps", "30", "--cond_dropout", "0.2",
+                                  "--lr", "1e-2", "--warmup_steps", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = pixelcnn.from_pretrained(out / "model")
+    assert isinstance(model, pixelcnn.PortraitModel) and model.decoder.config.conditioning == "image"
+    assert (out / "model" / "sketch" / "README.md").read_text() == (sketch_out / "model" / "README.md").read_text()
+    assert "portrait model" in (out / "model" / "README.md").read_text()
+    # the card's test figure is the PixelCNN's bits/dim given each test photo's own sketch
+    test = load_dataset(f"folder:{stripes}", "test")
+    sketches = posterior_sketches(model.sketch, test.images, torch.from_numpy(np.load(tmp_path / "vec_test.npy")))
+    with torch.no_grad():
+        bpd = model.decoder.bits_per_dim(test.images[:16].long(), sketches[:16]).mean().item()
+    assert abs(bpd - read_metrics(out / "model")["test_bpd"]) < 1e-3
+    # continuing it: its PixelCNN starts from the saved one (and keeps its learnt null)
+    again = tmp_path / "again"
+    result = run_train(train_args(stripes, again, "--conditioning", "image", "--spatial_channels", "3",
+                                  "--sketch_from", str(out / "model"), "--init_from", str(out / "model"), *vectors,
+                                  "--steps", "1", "--cond_dropout", "0.2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "initialised from" in result.stdout and "null condition starts as the average" not in result.stdout
+    refused = run_train(train_args(stripes, tmp_path / "bad", "--sketch_from", str(out / "model"), *vectors,
+                                   "--steps", "1"))
+    assert refused.returncode == 1 and "needs --conditioning image" in refused.stderr
