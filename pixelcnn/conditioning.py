@@ -37,6 +37,21 @@ from .codecs import DeconvDecoder, EncoderConfig
 if TYPE_CHECKING:
     from .config import PixelCNNConfig
 
+# the sketch prior's standard deviation at strength 1, as a share of the levels' range (32 of 256 levels);
+# `sketch_log_density` is its one formula, used by the sampler's `SketchPrior` and by an "image"
+# model trained with its prior (`PixelCNNConfig.sketch_prior`)
+SKETCH_SIGMA_FRACTION = 1 / 8
+
+
+def sketch_log_density(sketch: Tensor, levels: int, strength: float) -> Tensor:
+    """A sketch in [0, 1], any shape (...) -> (..., levels): -strength (v - s)^2 / (2 sigma_1^2) at every
+    level v, with s the sketch in levels and sigma_1 = SKETCH_SIGMA_FRACTION (levels - 1)."""
+    top = levels - 1
+    values = torch.arange(levels, device=sketch.device, dtype=sketch.dtype)
+    distance = values - sketch.clamp(0, 1)[..., None] * top
+    return distance.square() * (-strength / (2 * (SKETCH_SIGMA_FRACTION * top) ** 2))
+
+
 # kind name -> Condition subclass, filled as the subclasses are defined
 CONDITIONS: dict[str, type[Condition]] = {}
 
@@ -165,6 +180,11 @@ class Condition(nn.Module):
     def layer_input(self, h: Tensor | None) -> Tensor | None:
         """h -> what every layer's V reads: h itself, or the spatial map m(h)."""
         return h
+
+    def log_prior(self, h: Tensor | None) -> Tensor | None:
+        """What the model adds to its logits given h (B, levels, C, H, W), or None (every kind but
+        an "image" one trained with its sketch prior)."""
+        return None
 
     def forward(self, cond: Any, batch_size: int, *, device: torch.device | None = None,
                 dtype: torch.dtype = torch.float32) -> Tensor | None:
@@ -381,6 +401,9 @@ class ImageCondition(Condition):
             return "conditioning='image' reads the image as it is: standardise_cond must be False"
         return None
 
+    # sketch_prior > 0 is only valid for this kind (PixelCNNConfig.validate)
+    takes_sketch_prior = True
+
     @staticmethod
     def features(config: PixelCNNConfig) -> int:
         return config.image_channels * config.height * config.width
@@ -418,6 +441,14 @@ class ImageCondition(Condition):
 
     def layer_input(self, h: Tensor | None) -> Tensor | None:
         return None if h is None else self.image_net(h.view(-1, *self.image_shape) * 2 - 1)
+
+    def log_prior(self, h: Tensor | None) -> Tensor | None:
+        """With `sketch_prior` > 0, what the model adds to its logits: the sketch prior of its condition
+        image at that strength, (B, levels, C, H, W); else None."""
+        if h is None or not self.config.sketch_prior:
+            return None
+        density = sketch_log_density(h.view(-1, *self.image_shape), self.config.levels, self.config.sketch_prior)
+        return density.permute(0, 4, 1, 2, 3)
 
 
 def build_condition(config: PixelCNNConfig) -> Condition:

@@ -44,6 +44,9 @@ class PixelCNNConfig(ImageShape):
             embedding's components sit far from 0 and vary by only about 0.05.
         learned_null: the null condition (for guidance) is a learned vector, trained by condition
             dropout (`pixelcnn.train --cond_dropout`); else it is the training data's average h.
+        sketch_prior: for "image", the sketch prior of the condition image at this strength
+            (`pixelcnn.sampling.SketchPrior`) is part of the model: added to its logits in training,
+            likelihoods and sampling alike, so the network learns what to add to the sketch (0: none).
         class_names: optional names of the classes, for display (training fills them in).
     """
 
@@ -61,6 +64,7 @@ class PixelCNNConfig(ImageShape):
     spatial_channels: int = 32
     standardise_cond: bool = False
     learned_null: bool = False
+    sketch_prior: float = 0.0
     class_names: tuple[str, ...] | None = None
     architecture: str = "gated"
 
@@ -124,6 +128,11 @@ class PixelCNNConfig(ImageShape):
         need(problem is None, str(problem))
         need(not self.standardise_cond or condition_class(self.conditioning).batch_field == "vectors",
              f"standardise_cond applies to a vector condition, not {self.conditioning!r}")
+        need(isinstance(self.sketch_prior, (int, float)) and 0 <= self.sketch_prior < float("inf"),
+             f"sketch_prior must be a finite number >= 0, got {self.sketch_prior!r}")
+        need(not self.sketch_prior or getattr(condition_class(self.conditioning), "takes_sketch_prior", False),
+             f"sketch_prior adds the prior of a condition image: it needs conditioning='image', not "
+             f"{self.conditioning!r}")
         need(not self.learned_null or self.conditioning != "none",
              "learned_null needs a conditional model (conditioning is 'none')")
         if self.class_names is not None:

@@ -89,6 +89,12 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         self.check_images(x)
         return self.forward_scaled(self.scale(x), cond)
 
+    def with_prior(self, logits: Tensor, h: Tensor | None) -> Tensor:
+        """The logits (B, levels, C, H, W), plus the sketch prior of the condition when the model has
+        one (`PixelCNNConfig.sketch_prior`)."""
+        prior = self.condition.log_prior(h)
+        return logits if prior is None else logits + prior.to(logits.dtype)
+
     def complete_state(self, state: dict[str, Any]) -> dict[str, Any]:
         key = "condition.null_h"  # saved before the null condition existed
         if self.condition.width and key not in state:
@@ -151,11 +157,12 @@ class GatedPixelCNN(_PixelCNNBase):
         return [layer.condition_biases(cond_input) for layer in self.layers]
 
     def forward_scaled(self, x_scaled: Tensor, cond: Any = None) -> Tensor:
-        biases = self.condition_biases(self.condition_input(cond, x_scaled.shape[0]))
+        h = self.encode_condition(cond, x_scaled.shape[0])
+        biases = self.condition_biases(self.condition.layer_input(h))
         vertical = horizontal = x_scaled
         for layer, bias in zip(self.layers, biases):
             vertical, horizontal = layer(vertical, horizontal, bias)
-        return self.head(horizontal)
+        return self.with_prior(self.head(horizontal), h)
 
 
 class _MaskedResidualBlock(nn.Module):
@@ -196,10 +203,11 @@ class PixelCNN(_PixelCNNBase):
         self.head = OutputHead(p, config.head_channels, c, config.levels)
 
     def forward_scaled(self, x_scaled: Tensor, cond: Any = None) -> Tensor:
-        cond_input = self.condition_input(cond, x_scaled.shape[0])
+        h = self.encode_condition(cond, x_scaled.shape[0])
+        cond_input = self.condition.layer_input(h)
         x = self.input_conv(x_scaled)
         if self.input_cond is not None:
             x = x + self.input_cond(cond_input)
         for block in self.blocks:
             x = block(x, cond_input)
-        return self.head(x)
+        return self.with_prior(self.head(x), h)

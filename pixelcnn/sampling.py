@@ -37,12 +37,13 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .conditioning import sketch_log_density
 from .layers import raster_order
 from .model import GatedPixelCNN, PixelCNN
 
@@ -85,8 +86,6 @@ class SketchPrior:
     sketch: Tensor
     strength: float
 
-    SIGMA_FRACTION: ClassVar[float] = 1 / 8  # sigma at strength 1, as a share of the range (32 of 256 levels)
-
     def checked(self, n: int, shape: tuple[int, int, int]) -> "SketchPrior":
         """ValueError unless the sketch fits n images of `shape` (C, H, W) and the strength is valid."""
         strength = self.strength
@@ -108,16 +107,13 @@ class PriorEngine:
 
     def __init__(self, inner: Any, prior: SketchPrior, levels: int, device: torch.device, dtype: torch.dtype) -> None:
         self.inner, self.images = inner, inner.images
-        top = levels - 1
-        self.sketch = prior.sketch.to(device, dtype).clamp(0, 1) * top  # (n, C, H, W) in level units
-        self.values = torch.arange(levels, device=device, dtype=dtype)
-        sigma = top * SketchPrior.SIGMA_FRACTION
-        self.scale = prior.strength / (2 * sigma ** 2)
+        self.sketch = prior.sketch.to(device, dtype)  # (n, C, H, W) in [0, 1]
+        self.levels, self.strength = levels, prior.strength
 
     def logits(self, i: int, j: int, c: int) -> Tensor:
         """(n, levels): the inner logits - strength (v - s)^2 / (2 sigma_1^2)."""
-        distance = self.values[None] - self.sketch[:, c, i, j, None]
-        return self.inner.logits(i, j, c).to(self.values.dtype) - self.scale * distance.square()
+        prior = sketch_log_density(self.sketch[:, c, i, j], self.levels, self.strength)
+        return self.inner.logits(i, j, c).to(prior.dtype) + prior
 
     def commit(self, i: int, j: int, c: int, values: Tensor) -> None:
         self.inner.commit(i, j, c, values)
@@ -180,6 +176,8 @@ class CachedEngine:
         device, dtype = model.device, model.dtype
         # integer level -> the network's input value, as `model.scale` computes it
         self.level_values = model.scale(torch.arange(cfg.levels, device=device))
+        self.prior_image = (h.view(n, cfg.image_channels, height, width)
+                            if h is not None and model.condition.log_prior(h[:1]) is not None else None)
         with torch.no_grad():
             self.biases = model.condition_biases(model.condition.layer_input(h))
             self.pads = [layer.pad for layer in model.layers]
@@ -256,7 +254,11 @@ class CachedEngine:
                                                          self.targets):
             # a residual layer's input at this pixel is the previous layer's output
             out = layer.horizontal_pixel(windows[j], biases[j], out, flat, None if targets is None else targets[j])
-        return self.model.head.pixel(out, self.flat_head[c])
+        logits = self.model.head.pixel(out, self.flat_head[c])
+        if self.prior_image is not None:  # a model trained with its sketch prior (`PixelCNNConfig.sketch_prior`)
+            logits = logits + sketch_log_density(self.prior_image[:, c, i, j], self.model.config.levels,
+                                                 self.model.config.sketch_prior).to(logits.dtype)
+        return logits
 
     @torch.no_grad()
     def commit(self, i: int, j: int, c: int, values: Tensor) -> None:

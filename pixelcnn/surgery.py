@@ -35,7 +35,7 @@ def initial_history(source: str | None) -> list[dict[str, Any]]:
 
 
 CONDITION_FIELDS = ("conditioning", "cond_dim", "num_classes", "class_names", "spatial_channels", "standardise_cond",
-                    "learned_null")
+                    "learned_null", "sketch_prior")
 
 
 def load_initial_weights(model: nn.Module, source: str) -> list[dict[str, Any]]:

@@ -41,6 +41,14 @@ def test_no_output_sees_its_own_or_a_later_subpixel(architecture, channels, kern
 
 
 @pytest.mark.parametrize("architecture", ["gated", "original"])
+def test_an_image_model_with_its_sketch_prior_stays_causal(architecture):
+    config = tiny_config(channels=3, size=(5, 6), conditioning="image", sketch_prior=3.0)
+    model = random_model(architecture, config)
+    leak, influence = causal_violations(model, random_images(config, 1, seed=2), example_condition(config, 1))
+    assert leak < ZERO and influence > 1e-3
+
+
+@pytest.mark.parametrize("architecture", ["gated", "original"])
 def test_causal_with_binary_levels_and_tall_images(architecture):
     config = tiny_config(channels=1, size=(7, 3), kernel=5, levels=2, n_layers=4)
     model = random_model(architecture, config)

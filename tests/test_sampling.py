@@ -322,3 +322,25 @@ def test_any_python_int_is_a_seed_taken_modulo_two_to_the_64():
     for bad in (1.5, "3", True, 1e30):
         with pytest.raises(ValueError, match="seed must be an int"):
             sample(model, 2, cond[:2], seed=bad)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_an_image_model_with_its_sketch_prior_samples_its_own_likelihood_cached_equals_naive(guidance):
+    """sketch_prior: the prior of the condition image is part of the model: its logits are the
+    network's plus the prior's log-density, and both engines sample that, guided or not, with
+    the sampler's own prior on top."""
+    config = tiny_config(channels=3, size=(5, 6), conditioning="image", sketch_prior=2.0, learned_null=True)
+    model = random_model("gated", config, seed=3)
+    plain = random_model("gated", config.replace(sketch_prior=0.0), seed=3)
+    images = example_condition(config, 3)
+    x = random_images(config, 3)
+    expected = plain(x, images) + sampling.sketch_log_density(images, 256, 2.0).permute(0, 4, 1, 2, 3)
+    assert torch.allclose(model(x, images), expected, atol=1e-9)
+    extra = sampling.SketchPrior(torch.rand(3, 3, 5, 6, dtype=torch.float64), 1.5)
+    for prior in (None, extra):
+        naive = sample(model, 3, images, seed=4, method="naive", guidance=guidance, prior=prior)
+        cached = sample(model, 3, images, seed=4, method="cached", guidance=guidance, prior=prior)
+        assert torch.equal(naive, cached)
+    assert not torch.equal(cached, sample(plain, 3, images, seed=4, guidance=guidance, prior=extra))
+    with pytest.raises(ValueError, match="needs conditioning='image'"):
+        tiny_config(conditioning="spatial", sketch_prior=1.0)
