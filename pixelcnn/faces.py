@@ -179,19 +179,21 @@ class DlibFaceEmbedder:
 
 # ------------------------------------------------------------------------------------ portraits
 # The defaults of portraits and morphs, chosen by measurement on held-out people (the model card,
-# `pixelcnn.experiments.portraits`): w of classifier-free guidance, and the strength of the sketch prior
+# `pixelcnn.experiments.portraits`): w of classifier-free guidance, the strength of the sketch prior,
+# and the temperature of the sketch's z (how far its pose and light stray from the typical photo)
 PORTRAIT_GUIDANCE = 5.0
 SKETCH_STRENGTH = 2.5
+SKETCH_TEMPERATURE = 0.7
 
 
 @dataclass
 class Portraits:
-    """What `portraits` returns: the face found in the photo (None for an embedding), the sketch the
-    portraits are held to ((1, C, H, W) in [0, 1]; None for a model without one), and the stream of
-    `SampleProgress` events of the portraits."""
+    """What `portraits` returns: the face found in the photo (None for an embedding), the sketches the
+    portraits are held to ((n, C, H, W) in [0, 1], one per portrait; None for a model without a
+    sketch), and the stream of `SampleProgress` events of the portraits."""
 
     face: Face | None
-    sketch: Any
+    sketches: Any
     events: Iterator[Any]
 
 
@@ -202,74 +204,98 @@ def split_portrait_model(model) -> tuple[Any, Any]:
     return (model.decoder, model.sketch) if isinstance(model, PortraitModel) else (model, None)
 
 
-def sketch_prior(sketcher, vectors, strength: float):
-    """(sketches (B, C, H, W) in [0, 1] or None, the `SketchPrior` holding sampling to them or None)."""
-    from .sampling import SketchPrior
+def as_embeddings(vectors) -> Any:
+    """One embedding (D,) or a batch (B, D), as a float32 tensor (B, D)."""
+    import torch
 
-    if sketcher is None:
-        return None, None
-    sketches = sketcher.sketch(vectors)
-    return sketches, SketchPrior(sketches, strength)
+    vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+    return vectors[None] if vectors.dim() == 1 else vectors
+
+
+def portrait_stream(model, vectors, *, seed: int | None = None, temperature: float = 1.0, every: int | None = None,
+                    guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH,
+                    sketch_temperature: float = SKETCH_TEMPERATURE, shared: bool = False):
+    """Portraits of embeddings (n, D), one per row: (their sketches (n, C, H, W) in [0, 1] or None,
+    the stream). Each portrait's sketch is drawn at its own z (from `seed`), and the PixelCNN reads the
+    embedding, or the sketch when it was trained on sketches ("image" conditioning), held to the
+    sketch by the sampler's prior at `strength`. shared: every row takes the z and the pixel noise of
+    row 0, so that only the embedding changes along a row (a morph)."""
+    from .sampling import SketchPrior, check_seed, stream
+
+    pixelcnn, sketcher = split_portrait_model(model)
+    vectors, seed = as_embeddings(vectors), check_seed(seed)
+    n = len(vectors)
+    sketches = None
+    if sketcher is not None:
+        z = sketcher.latents(1 if shared else n, sketch_temperature, seed)
+        sketches = sketcher.sketch(vectors, None if z is None else z.expand(n, -1))
+    cond = sketches if pixelcnn.config.conditioning == "image" else vectors
+    if cond is None:
+        raise ValueError("this PixelCNN draws from a sketch: sample it through its PortraitModel")
+    prior = SketchPrior(sketches, strength) if sketches is not None and strength else None
+    return sketches, stream(pixelcnn, n, cond, seed=seed, temperature=temperature, every=every, guidance=guidance,
+                            prior=prior, shared_noise=shared)
 
 
 def portraits(model, person, n: int, *, seed: int | None = None, temperature: float = 1.0,
               embedder: FaceEmbedder | None = None, every: int | None = None, guidance: float = PORTRAIT_GUIDANCE,
-              strength: float = SKETCH_STRENGTH) -> Portraits:
+              strength: float = SKETCH_STRENGTH, sketch_temperature: float = SKETCH_TEMPERATURE) -> Portraits:
     """New portraits of the person in a photo (a PIL image) or with an embedding ((128,) array).
 
     model: a `PortraitModel` (a face sketch and a PixelCNN) or a PixelCNN conditioned on embeddings.
     guidance: w of classifier-free guidance (`pixelcnn.sampling`): above 1 the portraits look more
         like the person and less like each other.
-    strength: how closely the portraits hold to the sketch drawn from the embedding (`SketchPrior`);
-        0 draws from the PixelCNN alone. Ignored by a model without a sketch.
+    strength: how closely the portraits hold to their sketches (`SketchPrior`); 0 draws from the
+        PixelCNN alone. sketch_temperature: how far each sketch's pose and light stray from the typical
+        photo of the person (0: one sketch for all). Both are ignored by a model without a sketch.
     The defaults were chosen by measurement on held-out people (the model card's tables).
     """
-    import torch
-
-    from .sampling import stream
-
     face = None
     if isinstance(person, Image.Image):
         face = (embedder or default_embedder()).embed(person)
         person = face.embedding
-    h = torch.as_tensor(np.asarray(person, dtype=np.float32))
-    pixelcnn, sketcher = split_portrait_model(model)
-    sketch, prior = sketch_prior(sketcher, h, strength)
-    events = stream(pixelcnn, n, h, seed=seed, temperature=temperature, every=every, guidance=guidance, prior=prior)
-    return Portraits(face, sketch, events)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    vectors = as_embeddings(person).expand(n, -1)
+    sketches, events = portrait_stream(model, vectors, seed=seed, temperature=temperature, every=every,
+                                       guidance=guidance, strength=strength, sketch_temperature=sketch_temperature)
+    return Portraits(face, sketches, events)
+
+
+def morph_embeddings(start, end, alphas) -> Any:
+    """The embeddings at each alpha of the line from `start` to `end`: (len(alphas), D)."""
+    import torch
+
+    a, b = as_embeddings(start)[0], as_embeddings(end)[0]
+    alpha = torch.as_tensor(alphas, dtype=torch.float32).reshape(-1, 1)
+    return (1 - alpha) * a + alpha * b
 
 
 def morph(model, start, end, steps: int, *, seed: int | None = None, temperature: float = 1.0,
-          every: int | None = None, guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH):
-    """A row of `steps` portraits from one embedding to another at one seed, each held to the sketch of
-    its own interpolated embedding, so that the sketch morphs and the portraits follow it.
-
-    Returns (the row's sketches (steps, C, H, W) in [0, 1], or None; the stream of the row)."""
+          every: int | None = None, guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH,
+          sketch_temperature: float = SKETCH_TEMPERATURE):
+    """A row of `steps` portraits from one embedding to another at one seed: one z and one noise for the
+    whole row, each portrait held to the sketch of its own interpolated embedding, so that the sketch
+    morphs and the portraits follow it. Returns (the row's sketches (steps, C, H, W) or None, the stream)."""
     import torch
 
-    from .sampling import interpolate
-
-    pixelcnn, sketcher = split_portrait_model(model)
-    a, b = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in (start, end))
-    alpha = torch.linspace(0, 1, steps)[:, None] if isinstance(steps, int) and steps >= 2 else None
-    sketches, prior = (None, None) if alpha is None else sketch_prior(sketcher, (1 - alpha) * a + alpha * b, strength)
-    events = interpolate(pixelcnn, a, b, steps, seed=seed, temperature=temperature, every=every, guidance=guidance,
-                         prior=prior)
-    return sketches, events
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2 (both ends included), got {steps!r}")
+    return portrait_stream(model, morph_embeddings(start, end, torch.linspace(0, 1, steps)), seed=seed,
+                           temperature=temperature, every=every, guidance=guidance, strength=strength,
+                           sketch_temperature=sketch_temperature, shared=True)
 
 
 def portrait_between(model, start, end, alpha: float, *, seed: int | None = None, temperature: float = 1.0,
-                     guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH):
+                     guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH,
+                     sketch_temperature: float = SKETCH_TEMPERATURE):
     """The portrait at `alpha` (0: start, 1: end) of a `morph` with the same seed, and its sketch:
     ((1, C, H, W) integer image, (1, C, H, W) sketch in [0, 1] or None)."""
-    import torch
-
-    from .sampling import between
-
-    pixelcnn, sketcher = split_portrait_model(model)
-    a, b = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in (start, end))
-    sketch, prior = sketch_prior(sketcher, (1 - alpha) * a + alpha * b, strength)
-    return between(pixelcnn, a, b, alpha, seed=seed, temperature=temperature, guidance=guidance, prior=prior), sketch
+    sketches, events = portrait_stream(model, morph_embeddings(start, end, [alpha]), seed=seed,
+                                       temperature=temperature, guidance=guidance, strength=strength,
+                                       sketch_temperature=sketch_temperature, shared=True)
+    *_, last = events
+    return last.images, sketches
 
 
 _EMBEDDER: DlibFaceEmbedder | None = None

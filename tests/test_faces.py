@@ -128,7 +128,7 @@ def test_portraits_from_a_photo_are_deterministic_for_a_seed(portrait_model):
     crop = next(iter(celeba_crops(1, 1).values()))[0]
     photo = photo_with(crop)
     drawn = portraits(portrait_model, photo, 3, seed=5)
-    assert drawn.sketch is None  # a plain PixelCNN has no sketch to hold to
+    assert drawn.sketches is None  # a plain PixelCNN has no sketch to hold to
     *_, first = drawn.events
     *_, second = portraits(portrait_model, drawn.face.embedding, 3, seed=5).events
     assert torch.equal(first.images, second.images)
@@ -138,47 +138,78 @@ def test_portraits_from_a_photo_are_deterministic_for_a_seed(portrait_model):
     assert torch.equal(list(plain)[-1].images, sample(portrait_model, 3, h, seed=5))
 
 
-def tiny_portrait_model(size: int = 6) -> PortraitModel:
-    """A tiny PixelCNN and a face sketch whose decoder draws a fixed picture, whatever the embedding."""
+def tiny_portrait_model(size: int = 6, conditioning: str = "spatial", latent: int = 2) -> PortraitModel:
+    """A tiny PixelCNN (reading the embedding, or the sketch) and a face sketch with a latent z."""
     torch.manual_seed(0)
     config = PixelCNNConfig(image_channels=3, image_size=size, hidden_channels=12, n_layers=3, head_channels=12,
-                            conditioning="spatial", cond_dim=EMBEDDING_DIM, spatial_channels=4)
-    sketch = EmbeddingSketch(SketchConfig(image_size=size, cond_dim=EMBEDDING_DIM, channels=4))
+                            conditioning=conditioning, cond_dim=EMBEDDING_DIM, spatial_channels=4)
+    sketch = EmbeddingSketch(SketchConfig(image_size=size, cond_dim=EMBEDDING_DIM, channels=4, latent_dim=latent,
+                                          encoder_channels=4))
     return PortraitModel(sketch, GatedPixelCNN(config)).eval()
 
 
-def test_portraits_are_held_to_the_sketch_of_their_embedding(tmp_path):
-    model = tiny_portrait_model()
+@pytest.mark.parametrize("conditioning", ["spatial", "image"])
+def test_portraits_are_held_to_sketches_of_their_embedding_each_at_its_own_z(tmp_path, conditioning):
+    model = tiny_portrait_model(conditioning=conditioning)
     model.save_pretrained(tmp_path / "portrait")
     assert {p.name for p in (tmp_path / "portrait").iterdir()} >= {"sketch", "decoder", "config.json"}
     loaded = pixelcnn.from_pretrained(tmp_path / "portrait")
     assert isinstance(loaded, PortraitModel)
     h = torch.randn(EMBEDDING_DIM, generator=torch.Generator().manual_seed(1)) * 0.05
-    drawn = portraits(loaded, h.numpy(), 4, seed=3, strength=30.0)
+    drawn = portraits(loaded, h.numpy(), 4, seed=3, strength=30.0, sketch_temperature=1.0)
     *_, held = drawn.events
-    assert drawn.face is None and drawn.sketch.shape == (1, 3, 6, 6)
-    assert torch.allclose(drawn.sketch, model.sketch.sketch(h))
-    free = list(portraits(loaded, h.numpy(), 4, seed=3, strength=0).events)[-1].images
-    assert torch.equal(free, sample(model.decoder, 4, h, seed=3, guidance=PORTRAIT_GUIDANCE))
-    gap = lambda images: (images.double() - drawn.sketch.double() * 255).abs().mean().item()  # noqa: E731
+    assert drawn.face is None and drawn.sketches.shape == (4, 3, 6, 6)
+    z = model.sketch.latents(4, 1.0, 3)
+    assert torch.allclose(drawn.sketches, model.sketch.sketch(h.expand(4, -1), z))
+    assert not torch.allclose(drawn.sketches[0], drawn.sketches[1])  # each portrait its own pose and light
+    one = portraits(loaded, h.numpy(), 4, seed=3, sketch_temperature=0.0).sketches
+    assert torch.allclose(one, model.sketch.sketch(h).expand(4, -1, -1, -1))  # z = 0: the typical photo
+    free = list(portraits(loaded, h.numpy(), 4, seed=3, strength=0, sketch_temperature=1.0).events)[-1].images
+    cond = drawn.sketches if conditioning == "image" else h
+    assert torch.equal(free, sample(model.decoder, 4, cond, seed=3, guidance=PORTRAIT_GUIDANCE))
+    gap = lambda images: (images.double() - drawn.sketches.double() * 255).abs().mean().item()  # noqa: E731
     assert gap(held.images) < 0.5 * gap(free)
     with pytest.raises(ValueError, match="embeddings of shape"):
         model.sketch.sketch(torch.zeros(3))
 
 
-def test_a_morph_holds_each_portrait_to_the_sketch_of_its_own_embedding():
-    model = tiny_portrait_model()
+@pytest.mark.parametrize("conditioning", ["spatial", "image"])
+def test_a_morph_holds_each_portrait_to_the_sketch_of_its_own_embedding_at_one_z(conditioning):
+    model = tiny_portrait_model(conditioning=conditioning)
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(EMBEDDING_DIM, generator=gen), torch.randn(EMBEDDING_DIM, generator=gen)
-    sketches, events = morph(model, a, b, 5, seed=9, strength=4.0)
+    sketches, events = morph(model, a, b, 5, seed=9, strength=4.0, sketch_temperature=1.0)
     *_, row = events
     alpha = torch.linspace(0, 1, 5)[:, None]
-    assert torch.allclose(sketches, model.sketch.sketch((1 - alpha) * a + alpha * b))
-    held_end = sample(model.decoder, 1, b, seed=9, guidance=PORTRAIT_GUIDANCE,
-                      prior=SketchPrior(sketches[-1], 4.0))
+    z = model.sketch.latents(1, 1.0, 9).expand(5, -1)
+    assert torch.allclose(sketches, model.sketch.sketch((1 - alpha) * a + alpha * b, z))
+    end = sketches[-1:] if conditioning == "image" else b
+    held_end = sample(model.decoder, 1, end, seed=9, guidance=PORTRAIT_GUIDANCE, prior=SketchPrior(sketches[-1], 4.0))
     assert torch.equal(row.images[-1], held_end[0])
-    middle, sketch = portrait_between(model, a, b, 0.5, seed=9, strength=4.0)
+    middle, sketch = portrait_between(model, a, b, 0.5, seed=9, strength=4.0, sketch_temperature=1.0)
     assert torch.equal(middle[0], row.images[2]) and torch.allclose(sketch, sketches[2:3])
+    with pytest.raises(ValueError, match="steps"):
+        morph(model, a, b, 1)
+
+
+def test_a_latent_sketch_learns_z_from_the_photo_and_draws_the_mean_at_z_zero():
+    """The conditional VAE's objective: reconstruction error from the photo's posterior z plus beta
+    times z's KL per sub-pixel; its reported error is the sketch at z = 0."""
+    sketch = EmbeddingSketch(SketchConfig(image_size=8, cond_dim=4, channels=4, latent_dim=3, kl_weight=0.1,
+                                          encoder_channels=4))
+    images = torch.randint(0, 256, (5, 3, 8, 8))
+    vectors = torch.randn(5, 4)
+    torch.manual_seed(0)
+    loss = sketch.loss(images, vectors)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in sketch.encoder.parameters())
+    with torch.no_grad():
+        mean, log_var = sketch.posterior(images)
+        assert mean.shape == (5, 3) and torch.equal(sketch.test_loss(images, vectors), sketch.mse(images, vectors).mean())
+        assert torch.allclose(sketch.sketch(vectors), sketch(vectors, torch.zeros(5, 3)))
+    assert sketch.latents(2, 0.0, 1).abs().sum() == 0 and torch.equal(sketch.latents(2, 1.0, 7), sketch.latents(2, 1.0, 7))
+    with pytest.raises(ValueError, match="temperature"):
+        sketch.latents(2, -1.0, 1)
 
 
 def test_interpolation_ends_equal_sampling_with_each_end(portrait_model):
