@@ -232,10 +232,12 @@ def test_ranks_counts_the_centres_nearer_than_the_true_one():
     assert ranks(embeddings, centres, np.array([0, 0, 2, 1])).tolist() == [0, 1, 1, 1]
 
 
-def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
-    """Every figure of the measurement on 4 people x 3 photos, with dlib's embedder, and its card section."""
+@pytest.mark.parametrize("sketched", [False, True])
+def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path, sketched):
+    """Every figure of the measurement on 4 people x 3 photos, with dlib's embedder, and its card section;
+    a portrait model is measured with its sketches beside its portraits."""
     from pixelcnn.data import ImageDataset
-    from pixelcnn.experiments.portraits import evaluate_portraits, key_order, portraits_card
+    from pixelcnn.experiments.portraits import Setting, evaluate_portraits, key_order, portraits_card
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (12, 3, 8, 8), generator=gen, dtype=torch.uint8)
@@ -246,19 +248,26 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path):
                             conditioning="vector", cond_dim=EMBEDDING_DIM, standardise_cond=True)
     model = GatedPixelCNN(config).eval()
     model.condition.fit_statistics(vectors)
-    result, drawn = evaluate_portraits(model, test, guidances=(1.0, 3.0), per_person=2)
+    if sketched:
+        model = PortraitModel(tiny_portrait_model(size=8).sketch, model)
+    settings = (Setting(guidance=1.0), Setting(guidance=3.0, strength=1.0))
+    result, drawn = evaluate_portraits(model, test, settings=settings, per_person=2)
     assert result["people"] == 4 and result["images"] == 12 and result["identification_chance"] == 0.25
-    assert set(result["guidance"]) == {"1", "3"} and set(drawn) == {1.0, 3.0}
-    assert drawn[3.0].shape == (8, 3, 8, 8) and not torch.equal(drawn[1.0], drawn[3.0])
+    keys = [setting.key(sketched) for setting in settings]
+    assert list(result["guidance"]) == keys and set(drawn) == set(keys)
+    assert keys[1] == ("3, prior 1, sketch 0.7" if sketched else "3")
+    assert drawn[keys[1]].shape == (8, 3, 8, 8) and not torch.equal(drawn[keys[0]], drawn[keys[1]])
     for figures in result["guidance"].values():
         assert 0 <= figures["top1"] <= figures["top5"] <= 1 and figures["morph_rows"] == 2
         assert 0 <= figures["morph_ends_identified"] <= 1 and figures["independent_end_to_end_change"] > 0
-    assert 0 <= result["people_own_below_average"] <= 4
+        assert figures["variety"] > 0 and 0 <= figures["face_found"] <= 1
+        assert ("sketch_top1" in figures) == sketched
+    assert 0 <= result["people_own_below_average"] <= 4 and result["real_variety"] > 0
     card = portraits_card({"celeba-faces32": result})
-    assert "| 3 | " in card and "held-out people of `celeba-faces32`" in card and "null condition" in card
-    colder, colder_drawn = evaluate_portraits(model, test, guidances=(3.0,), per_person=2, temperature=0.5)
-    assert set(colder["guidance"]) == {"3, temperature 0.5"} and not torch.equal(colder_drawn[3.0], drawn[3.0])
-    assert "| 3, temperature 0.5 | " in portraits_card({"celeba-faces32": colder})
+    assert f"| {keys[1]} | " in card and "held-out people of `celeba-faces32`" in card and "null condition" in card
+    colder, colder_drawn = evaluate_portraits(model, test, settings=(Setting(3.0, temperature=0.5),), per_person=2)
+    key = Setting(3.0, temperature=0.5).key(sketched)
+    assert key.endswith("temperature 0.5") and not torch.equal(colder_drawn[key], drawn[keys[1]])
     assert sorted(["8", "5, temperature 0.8", "10", "5"], key=key_order) == ["5", "5, temperature 0.8", "8", "10"]
 
 

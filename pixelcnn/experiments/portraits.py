@@ -22,26 +22,44 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..faces import PORTRAIT_GUIDANCE, default_embedder
-from ..sampling import interpolate, sample
+from ..faces import (PORTRAIT_GUIDANCE, SKETCH_STRENGTH, SKETCH_TEMPERATURE, default_embedder, morph,
+                     morph_embeddings, portrait_stream, split_portrait_model)
 from ..cards import card_section, rewrite_card
 
 PEOPLE = 30                 # people to tell apart (the celeba-portraits held-out split has 30)
-GUIDANCE_SWEEP = (1.0, 2.0, 3.0, 5.0)
 TEST_SETS = ("celeba-portraits", "celeba-faces32")
 
 
 def embed_images(images: torch.Tensor, embedder=None) -> np.ndarray:
     """dlib embeddings (N, 128) of integer images (N, 3, H, W)."""
+    return embed_and_detect(images, embedder)[0]
+
+
+def embed_and_detect(images: torch.Tensor, embedder=None) -> tuple[np.ndarray, np.ndarray]:
+    """dlib embeddings (N, 128) of integer images (N, 3, H, W), and whether dlib's face detector found a
+    face in each (N,) bool (`embed_crop`'s flag; real test crops: about two in three)."""
     embedder = embedder or default_embedder()
-    return np.stack([embedder.embed_crop(np.ascontiguousarray(img.permute(1, 2, 0).numpy().astype(np.uint8)))[0]
-                     for img in images.cpu()])
+    found = [embedder.embed_crop(np.ascontiguousarray(img.permute(1, 2, 0).numpy().astype(np.uint8)))
+             for img in images.cpu()]
+    return np.stack([v for v, _ in found]), np.array([d for _, d in found], dtype=bool)
+
+
+def as_images(sketches: torch.Tensor, levels: int = 256) -> torch.Tensor:
+    """Sketches in [0, 1] -> integer images, as the app shows them."""
+    return (sketches.double() * (levels - 1)).round().long().clamp(0, levels - 1)
+
+
+def variety(drawn: torch.Tensor, per_person: int) -> float:
+    """Mean absolute difference in levels between two portraits of one person (pairs 0-1, 2-3, ...)."""
+    d = drawn.double().reshape(-1, per_person, *drawn.shape[1:])
+    return float((d[:, 0:per_person - 1:2] - d[:, 1::2]).abs().mean())
 
 
 def ranks(embeddings: np.ndarray, centres: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -69,44 +87,95 @@ def _bits(model, images: torch.Tensor, cond: Any, batch_size: int = 100) -> np.n
     return np.concatenate(out)
 
 
+def conditions(model, vectors: torch.Tensor) -> torch.Tensor:
+    """What the model's PixelCNN reads for embeddings (N, D): the embeddings, or the sketches at z = 0
+    for one that reads sketches ("image" conditioning)."""
+    pixelcnn, sketcher = split_portrait_model(model)
+    return sketcher.sketch(vectors).flatten(1).cpu() if pixelcnn.config.conditioning == "image" else vectors
+
+
 def likelihoods(model, twin, test, rows: torch.Tensor, ids: list[int]) -> dict[str, Any]:
     """bits/dim of the people's photos given own / another's / the average / the null condition."""
+    pixelcnn, sketcher = split_portrait_model(model)
     images, vectors, labels = test.images[rows], test.vectors[rows], test.labels[rows].numpy()
     first = {p: int((labels == p).nonzero()[0][0]) for p in ids}
     other = torch.tensor([first[ids[(ids.index(int(p)) + 1) % len(ids)]] for p in labels])
-    average = getattr(model.condition, "cond_mean", None)
+    average = getattr(sketcher if sketcher is not None else pixelcnn.condition, "cond_mean", None)
     average = (average if average is not None else test.vectors.mean(0)).float().expand(len(rows), -1)
-    own, mean = _bits(model, images, vectors), _bits(model, images, average)
+    own, mean = _bits(pixelcnn, images, conditions(model, vectors)), _bits(pixelcnn, images, conditions(model, average))
     gain = own - mean
     return {"people": len(ids), "images": len(rows), "bpd_own": float(own.mean()),
-            "bpd_mismatched": float(_bits(model, images, vectors[other]).mean()),
-            "bpd_average": float(mean.mean()), "bpd_null": float(_bits(model, images, model.condition.null(len(rows))).mean()),
+            "bpd_mismatched": float(_bits(pixelcnn, images, conditions(model, vectors[other])).mean()),
+            "bpd_average": float(mean.mean()),
+            "bpd_null": float(_bits(pixelcnn, images, pixelcnn.condition.null(len(rows))).mean()),
             "identity_gain_standard_error": float(gain.std() / np.sqrt(len(gain))),
             "photos_own_below_average": float((gain < 0).mean()),
             "people_own_below_average": int(sum(gain[labels == p].mean() < 0 for p in ids)),
             "bpd_unconditional": float(_bits(twin, images, None).mean()) if twin is not None else None}
 
 
-def identification(model, test, first: list[int], centres: np.ndarray, guidance: float, *, per_person: int,
-                   seed: int, temperature: float = 1.0, embedder=None) -> tuple[dict[str, float], torch.Tensor]:
-    """Top-1 and top-5 identification of `per_person` portraits of each person at one guidance."""
-    cond = test.vectors[first].repeat_interleave(per_person, 0)
-    drawn = sample(model, len(cond), cond, seed=seed, guidance=guidance, temperature=temperature)
+@dataclass(frozen=True)
+class Setting:
+    """One way of drawing portraits: guidance w, the sketch prior's strength, the sketch's temperature
+    and the pixels' temperature (the last three do nothing to a model without a sketch)."""
+
+    guidance: float = PORTRAIT_GUIDANCE
+    strength: float = SKETCH_STRENGTH
+    sketch_temperature: float = SKETCH_TEMPERATURE
+    temperature: float = 1.0
+
+    def key(self, sketched: bool) -> str:
+        """Its key in an entry's `guidance` figures: "5" (w alone, a model without a sketch), or
+        "5, prior 2.5, sketch 0.7", then ", temperature 0.8" unless the temperature is 1."""
+        key = f"{self.guidance:g}"
+        if sketched:
+            key += f", prior {self.strength:g}, sketch {self.sketch_temperature:g}"
+        return key if self.temperature == 1 else f"{key}, temperature {self.temperature:g}"
+
+    def draw(self, model, vectors: torch.Tensor, seed: int, shared: bool = False):
+        """(sketches or None, the finished images) of `portrait_stream` in this setting."""
+        sketches, events = portrait_stream(model, vectors, seed=seed, temperature=self.temperature,
+                                           guidance=self.guidance, strength=self.strength,
+                                           sketch_temperature=self.sketch_temperature, shared=shared)
+        *_, last = events
+        return sketches, last.images
+
+
+def identification(model, test, first: list[int], centres: np.ndarray, setting: Setting, *, per_person: int,
+                   seed: int, embedder=None) -> tuple[dict[str, float], torch.Tensor]:
+    """`per_person` portraits of each person from their first photo's embedding: top-1 and top-5
+    identification, their variety, the share in which dlib's detector finds a face; and the same
+    for the sketches they were held to."""
+    vectors = test.vectors[first].repeat_interleave(per_person, 0)
+    sketches, drawn = setting.draw(model, vectors, seed)
     truth = np.repeat(np.arange(len(first)), per_person)
-    r = ranks(embed_images(drawn, embedder), centres, truth)
-    return {"top1": float((r == 0).mean()), "top5": float((r < 5).mean())}, drawn
+    embeddings, detected = embed_and_detect(drawn, embedder)
+    r = ranks(embeddings, centres, truth)
+    out = {"top1": float((r == 0).mean()), "top5": float((r < 5).mean()), "variety": variety(drawn, per_person),
+           "face_found": float(detected.mean())}
+    if sketches is not None:
+        images = as_images(sketches, model.config.levels)
+        embeddings, detected = embed_and_detect(images, embedder)
+        r = ranks(embeddings, centres, truth)
+        out.update(sketch_top1=float((r == 0).mean()), sketch_top5=float((r < 5).mean()),
+                   sketch_variety=variety(images, per_person), sketch_face_found=float(detected.mean()),
+                   from_sketch=float((drawn.double() - sketches.double().cpu() * 255).abs().mean()))
+    return out, drawn
 
 
-def morphs(model, test, first: list[int], centres: np.ndarray, guidance: float, *, steps: int = 8, seed: int,
-           temperature: float = 1.0, embedder=None) -> dict[str, float]:
-    """Rows from person 2r to 2r + 1 at one seed: both ends identified, and the end-to-end change."""
+def morphs(model, test, first: list[int], centres: np.ndarray, setting: Setting, *, steps: int = 8, seed: int,
+           embedder=None) -> dict[str, float]:
+    """Rows from person 2r to 2r + 1 at one seed: both ends identified, and the end-to-end change
+    against two portraits of the ends at independent seeds."""
     ends, truth, shared, independent = [], [], [], []
     for r in range(len(first) // 2):
         a, b = test.vectors[first[2 * r]], test.vectors[first[2 * r + 1]]
-        *_, row = interpolate(model, a, b, steps, seed=seed + r, guidance=guidance, temperature=temperature)
+        _, events = morph(model, a, b, steps, seed=seed + r, guidance=setting.guidance, strength=setting.strength,
+                          sketch_temperature=setting.sketch_temperature, temperature=setting.temperature)
+        *_, row = events
         ends += [row.images[0], row.images[-1]]
         truth += [2 * r, 2 * r + 1]
-        loose = torch.cat([sample(model, 1, person, seed=seed + offset + r, guidance=guidance, temperature=temperature)
+        loose = torch.cat([setting.draw(model, person[None], seed + offset + r)[1]
                            for person, offset in ((a, 1000), (b, 2000))])
         shared.append((row.images[-1].float() - row.images[0].float()).abs().mean().item())
         independent.append((loose[1].float() - loose[0].float()).abs().mean().item())
@@ -116,41 +185,42 @@ def morphs(model, test, first: list[int], centres: np.ndarray, guidance: float, 
             "independent_end_to_end_change": float(np.mean(independent))}
 
 
-def guidance_key(guidance: float, temperature: float = 1.0) -> str:
-    """The key of one sampling setting in an entry's `guidance` figures: "5", or "5, temperature 0.8"."""
-    return f"{guidance:g}" if temperature == 1 else f"{guidance:g}, temperature {temperature:g}"
-
-
 def key_order(key: str) -> tuple[float, str]:
-    """Sort key of a `guidance_key`: by w, then plain before other temperatures."""
+    """Sort key of a `Setting.key`: by w, then by the rest of the key."""
     return float(key.split(",")[0]), key
 
 
-def evaluate_portraits(model, test, *, twin=None, guidances=GUIDANCE_SWEEP, per_person: int = 8, seed: int = 0,
-                       temperature: float = 1.0, embedder=None) -> tuple[dict[str, Any], dict[float, torch.Tensor]]:
-    """Every figure of the module docstring on one test set; also the portraits drawn at each w
-    (sampled at `temperature`; 1, the default, samples the model as it is)."""
+def evaluate_portraits(model, test, *, twin=None, settings=(Setting(),), per_person: int = 8, seed: int = 0,
+                       embedder=None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Every figure of the module docstring on one test set; also the portraits drawn in each setting,
+    by its key."""
+    pixelcnn, sketcher = split_portrait_model(model)
     ids, first, centres, rows = held_out_people(test)
     result = likelihoods(model, twin, test, rows, ids)
     real = rows[torch.cat([torch.arange(len(rows))[test.labels[rows] == p][:per_person] for p in ids])]
     real_truth = np.array([ids.index(int(p)) for p in test.labels[real]])
-    real_ranks = ranks(embed_images(test.images[real], embedder), centres, real_truth)
+    real_embeddings, real_found = embed_and_detect(test.images[real], embedder)
+    real_ranks = ranks(real_embeddings, centres, real_truth)
     result.update(identification_chance=1 / len(ids), identification_real_32px=float((real_ranks == 0).mean()),
-                  identification_real_32px_top5=float((real_ranks < 5).mean()), per_person=per_person, seed=seed)
+                  identification_real_32px_top5=float((real_ranks < 5).mean()),
+                  real_variety=variety(test.images[real].long(), 2), real_face_found=float(real_found.mean()),
+                  per_person=per_person, seed=seed)
     result["guidance"], drawn = {}, {}
-    for w in guidances:
-        ident, drawn[w] = identification(model, test, first, centres, w, per_person=per_person, seed=seed,
-                                         temperature=temperature, embedder=embedder)
-        result["guidance"][guidance_key(w, temperature)] = {
-            **ident, **morphs(model, test, first, centres, w, seed=seed, temperature=temperature, embedder=embedder)}
+    for setting in settings:
+        key = setting.key(sketcher is not None)
+        ident, drawn[key] = identification(model, test, first, centres, setting, per_person=per_person, seed=seed,
+                                           embedder=embedder)
+        result["guidance"][key] = {**ident, **morphs(model, test, first, centres, setting, seed=seed,
+                                                     embedder=embedder)}
     return result, drawn
 
 
 # ------------------------------------------------------------------------------------ figures
-def portrait_figures(model, test, drawn: torch.Tensor, per_person: int, folder: Path, guidance: float,
+def portrait_figures(model, test, drawn: torch.Tensor, per_person: int, folder: Path, setting: Setting,
                      people: int = 6, seed: int = 0) -> None:
     """samples.png: for a few held-out people, the photo that conditions and its portraits; and
-    interpolation.png: rows between pairs of people at one seed (the paper's Figures 4 and 5)."""
+    interpolation.png: rows between pairs of people at one seed, each under its row of sketches for a
+    model with one (the paper's Figures 4 and 5)."""
     from ..images import image_grid
 
     _, first, _, _ = held_out_people(test)
@@ -160,8 +230,8 @@ def portrait_figures(model, test, drawn: torch.Tensor, per_person: int, folder: 
     lines = []
     for r in range(4):
         a, b = test.vectors[first[2 * r]], test.vectors[first[2 * r + 1]]
-        *_, row = interpolate(model, a, b, 8, seed=seed + r, guidance=guidance)
-        lines.append(row.images.cpu())
+        sketches, row = setting.draw(model, morph_embeddings(a, b, torch.linspace(0, 1, 8)), seed + r, shared=True)
+        lines += ([] if sketches is None else [as_images(sketches.cpu())]) + [row.cpu()]
     image_grid(torch.cat(lines), nrow=8, scale=3).save(folder / "interpolation.png")
 
 
@@ -194,14 +264,24 @@ def measured_sets(entries: Any) -> dict[str, dict[str, Any]]:
     return {name: p for name, p in entries.items() if isinstance(p, dict) and "guidance" in p}
 
 
+def setting_row(key: str, g: dict[str, Any]) -> str:
+    """One row of the card's table of settings (older entries lack variety, face and sketch figures)."""
+    cells = [key, f"**{g['top1']:.1%}** / {g['top5']:.1%}",
+             f"{g['variety']:.1f}" if "variety" in g else "-",
+             f"{g['face_found']:.0%}" if "face_found" in g else "-",
+             f"{g['sketch_top1']:.1%} / {g['sketch_top5']:.1%}, {g['sketch_variety']:.1f}" if "sketch_top1" in g else "-",
+             f"{g['morph_ends_identified']:.0%} of {g['morph_rows']}",
+             f"{g['morph_end_to_end_change']:.1f} / {g['independent_end_to_end_change']:.1f}"]
+    return "| " + " | ".join(cells) + " |\n"
+
+
 def test_set_card(p: dict[str, Any], name: str) -> str:
     """The model card's table for one test set's `portraits` entry."""
-    rows = "".join(
-        f"| {w} | {g['top1']:.1%} | {g['top5']:.1%} | {g['morph_ends_identified']:.0%} of {g['morph_rows']} | "
-        f"{g['morph_end_to_end_change']:.1f} / {g['independent_end_to_end_change']:.1f} |\n"
-        for w, g in p["guidance"].items())
+    rows = "".join(setting_row(key, g) for key, g in p["guidance"].items())
     unconditional = (f"| ... of an unconditional twin (same size and budget) | {p['bpd_unconditional']:.4f} |\n"
                      if p.get("bpd_unconditional") is not None else "")
+    real = (f" Real photos of one of these people differ by {p['real_variety']:.1f} levels, and dlib's detector "
+            f"finds a face in {p['real_face_found']:.0%} of them." if "real_variety" in p else "")
     return f"""
 **{p['people']} held-out people of `{name}`** ({p['images']} photos never seen in training; measured with
 `python -m pixelcnn.experiments portraits`):
@@ -214,11 +294,11 @@ def test_set_card(p: dict[str, Any], name: str) -> str:
 | ... given the null condition | {p['bpd_null']:.4f} |
 {unconditional}| real 32x32 photos identified as their person (top-1 / top-5 among {p['people']}) | {p['identification_real_32px']:.1%} / {p['identification_real_32px_top5']:.1%} (chance {p['identification_chance']:.1%}) |
 
-| guidance w | portraits identified, top-1 | top-5 | morph rows with both ends identified | morph end-to-end pixel change, one seed / independent seeds |
-|---|---|---|---|---|
+| w, prior strength, sketch temperature | portraits identified, top-1 / top-5 | variety (levels) | face found | their sketches: top-1 / top-5, variety | morph rows with both ends identified | morph end-to-end change, one seed / independent seeds |
+|---|---|---|---|---|---|---|
 {rows}
-{p['per_person']} portraits of each person, seed {p['seed']}, temperature 1 unless a row says otherwise; morph rows of 8
-images between pairs of people.
+{p['per_person']} portraits of each person from one photo's embedding, seed {p['seed']}; variety is the mean absolute
+difference between two portraits of one person, in levels.{real} Morph rows of 8 images between pairs of people.
 
 """
 
@@ -235,8 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--test_set", choices=TEST_SETS, default="celeba-portraits")
     parser.add_argument("--twin", type=Path, help="an unconditional model of the same size and budget")
-    parser.add_argument("--guidance", type=float, nargs="+", default=list(GUIDANCE_SWEEP))
+    parser.add_argument("--guidance", type=float, nargs="+", default=[PORTRAIT_GUIDANCE])
+    parser.add_argument("--strength", type=float, nargs="+", default=[SKETCH_STRENGTH],
+                        help="strengths of the sketch prior (a model with a sketch)")
+    parser.add_argument("--sketch_temperature", type=float, nargs="+", default=[SKETCH_TEMPERATURE],
+                        help="temperatures of the sketch's z (a model with a latent sketch)")
     parser.add_argument("--per_person", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the portraits and morphs (recorded beside w unless 1)")
     parser.add_argument("--figures", action="store_true", help="also redraw samples.png, interpolation.png, examples/")
@@ -247,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     model = from_pretrained(args.model)
     twin = from_pretrained(args.twin) if args.twin else None
     test = load_dataset(args.test_set, "test", data_dir=args.data_dir)
-    result, drawn = evaluate_portraits(model, test, twin=twin, guidances=args.guidance, per_person=args.per_person,
-                                       temperature=args.temperature)
+    settings = [Setting(w, k, tau, args.temperature) for w in args.guidance for k in args.strength
+                for tau in args.sketch_temperature]
+    result, drawn = evaluate_portraits(model, test, twin=twin, settings=settings, per_person=args.per_person,
+                                       seed=args.seed)
     metrics = read_metrics(args.model) or {}
     rounded = json.loads(json.dumps(result), parse_float=lambda v: round(float(v), 4))
     entries = measured_sets(metrics.get("portraits"))
@@ -257,10 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics["portraits"] = {**entries, args.test_set: rounded}
     (args.model / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n")
     rewrite_card(args.model, model)
-    if args.figures:
-        w = PORTRAIT_GUIDANCE if PORTRAIT_GUIDANCE in drawn else args.guidance[-1]
+    if args.figures:  # at the defaults when they were measured, else at the last setting
+        sketched = split_portrait_model(model)[1] is not None
+        setting = next((s for s in settings if s == Setting(temperature=args.temperature)), settings[-1])
         held_out_examples(args.data_dir, args.model / "examples")
-        portrait_figures(model, test, drawn[w], args.per_person, args.model, w)
+        portrait_figures(model, test, drawn[setting.key(sketched)], args.per_person, args.model, setting)
     print(json.dumps(rounded, indent=2))
     return 0
 
