@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import safetensors.torch
+import torch
 
 with warnings.catch_warnings():
     # huggingface_hub imports tqdm.auto, which warns "IProgress not found" (with an absolute path) in a
@@ -42,24 +43,30 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be found, fetched or loaded into this model."""
 
 
+_HUB_REACHABLE: dict[str, bool] = {}  # endpoint -> the answer of this process's one probe
+
+
 def hub_reachable(timeout_s: float = HUB_ETAG_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to the Hub's endpoint opens within `timeout_s`.
+    """Whether the Hub answers, asked once per process and endpoint through huggingface_hub's own HTTP
+    session, which honours HTTPS_PROXY / HTTP_PROXY and offline mode as every download does.
 
-    huggingface_hub retries a failed connection five times with back-off (about 25 s); asking once
-    first lets an offline machine fail in seconds and fall back to the local cache.
+    huggingface_hub retries a failed connection several times with back-off (about 25 s); asking once
+    first lets an offline machine fail in seconds and fall back to the local cache, and the answer is
+    kept, so later files cost no probe.
     """
-    import socket
-    from urllib.parse import urlparse
-
     from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                      timeout=timeout_s):
-            return True
-    except OSError:
+    if constants.HF_HUB_OFFLINE:
         return False
+    endpoint = constants.ENDPOINT
+    if endpoint not in _HUB_REACHABLE:
+        try:
+            get_session().head(endpoint, timeout=timeout_s, follow_redirects=False)
+            _HUB_REACHABLE[endpoint] = True  # any HTTP answer, even an error status, means it is reachable
+        except Exception:  # connection refused, timeout, proxy failure, offline mode: all mean unreachable
+            _HUB_REACHABLE[endpoint] = False
+    return _HUB_REACHABLE[endpoint]
 
 
 def resolve_file(model_id: str | Path, filename: str, *, revision: str | None = None,
@@ -167,15 +174,19 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
             raise CheckpointError(f"{CONFIG_NAME} of {model_id!r} does not describe a valid model: {e}") from e
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, force_download: bool = False,
-                        token: str | bool | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False, revision: str | None = None,
-                        map_location: str = "cpu", subfolder: str = "", **unused: Any):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None, subfolder: str = "", revision: str | None = None,
+                        cache_dir: str | Path | None = None, force_download: bool = False,
+                        token: str | bool | None = None, local_files_only: bool = False):
         """Load a model saved with `save_pretrained`, from a local folder or a Hub repository id.
 
+        device: where the weights go ("cpu", "cuda", a torch.device). dtype: the floating dtype of the
+        weights (None: as saved, float32). An unknown keyword is a TypeError, never silently ignored.
         Raises `CheckpointError` with the reason when it cannot: missing files, no network and no
         cached copy, another architecture, or weights that do not fit the config.
         """
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
         hub_kwargs = dict(force_download=force_download, token=token, cache_dir=cache_dir,
                           local_files_only=local_files_only, revision=revision)
         data = read_checkpoint_json(pretrained_model_name_or_path, subfolder, **hub_kwargs)
@@ -184,8 +195,8 @@ class PretrainedMixin(PyTorchModelHubMixin, library_name="pixelcnn", tags=["pixe
             raise CheckpointError(f"{pretrained_model_name_or_path!r} holds a {data['architecture']!r} model, not "
                                   f"{cls.architecture or cls.__name__!r}: load it with {saved.__name__} or "
                                   f"pixelcnn.from_pretrained")
-        model = saved.load_parts(pretrained_model_name_or_path, subfolder, data, hub_kwargs, map_location)
-        return model.to(map_location).eval()
+        model = saved.load_parts(pretrained_model_name_or_path, subfolder, data, hub_kwargs, "cpu")
+        return model.to(device=device, dtype=dtype).eval()
 
     @classmethod
     def load_parts(cls, model_id: Any, subfolder: str, data: dict[str, Any], hub_kwargs: HubKwargs,
@@ -296,6 +307,12 @@ def local_models(folder: str | Path) -> list[LocalModel]:
     return found
 
 
-def from_pretrained(model_id_or_path: str | Path, **kwargs: Any):
-    """Load any saved model or composite (local folder or Hub repo id), building the class it was saved from."""
-    return PretrainedMixin.from_pretrained(model_id_or_path, **kwargs)
+def from_pretrained(model_id_or_path: str | Path, *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None, subfolder: str = "", revision: str | None = None,
+                    cache_dir: str | Path | None = None, force_download: bool = False,
+                    token: str | bool | None = None, local_files_only: bool = False):
+    """Load any saved model or composite (local folder or Hub repo id), building the class it was saved
+    from, onto `device` in `dtype` (see `PretrainedMixin.from_pretrained`)."""
+    return PretrainedMixin.from_pretrained(model_id_or_path, device=device, dtype=dtype, subfolder=subfolder,
+                                           revision=revision, cache_dir=cache_dir, force_download=force_download,
+                                           token=token, local_files_only=local_files_only)

@@ -198,21 +198,100 @@ def test_runs_on_cuda():
     assert model.bits_per_dim(x, torch.tensor([0, 1]).cuda()).is_cuda
 
 
-def test_an_unreachable_hub_fails_within_seconds(tmp_path):
-    """No retries with back-off against a Hub that cannot be reached: the error comes at once."""
+class RecordingServer:
+    """A local HTTP server that answers every request with 200 and records what it was asked: the Hub
+    itself, or a proxy in front of it (a proxied request names the full URL)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):  # noqa: N802 (the http.server name)
+                outer.requests.append(f"{self.command} {self.path}")
+                self.send_response(200)
+                self.end_headers()
+
+            do_GET = do_HEAD  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def probe_in_a_fresh_process(tmp_path, code: str, **env_changes: str) -> str:
     import os
     import subprocess
     import sys
-    import time
 
-    code = ("import pixelcnn\ntry:\n    pixelcnn.from_pretrained('nobody/nothing')\n"
-            "except pixelcnn.CheckpointError as e:\n    print(e)\n")
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path))  # a closed port: connection refused
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert "unreachable" in result.stdout, result.stdout + result.stderr
-    assert time.perf_counter() - start < 10
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                                                            "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY")}
+    env.update(HF_HOME=str(tmp_path), **env_changes)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    return result.stdout + result.stderr
+
+
+def test_an_unreachable_hub_is_probed_once_per_process_and_fails_without_retries(tmp_path):
+    """No retries with back-off against a Hub that cannot be reached: one probe, then the cache
+    answers (here: nothing cached, so a clear error), however many files are asked for."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+
+    def refuse_after_accepting():  # a Hub that hangs up: every connection is counted, then closed
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(connection.recv(4096).split(b"\r\n")[0].decode())  # the request line
+            connection.close()
+
+    threading.Thread(target=refuse_after_accepting, daemon=True).start()
+    code = ("import pixelcnn\nfor repo in ('nobody/nothing', 'nobody/else', 'nobody/third'):\n    try:\n"
+            "        pixelcnn.from_pretrained(repo)\n    except pixelcnn.CheckpointError as e:\n        print(e)\n")
+    out = probe_in_a_fresh_process(tmp_path, code, HF_ENDPOINT=f"http://127.0.0.1:{listener.getsockname()[1]}")
+    listener.close()
+    assert out.count("unreachable") == 3, out
+    # huggingface_hub may also fetch its own agent registry once (GET /api/agent-harnesses): not a retry
+    ours = [line for line in accepted if "agent-harnesses" not in line]
+    assert ours == ["HEAD / HTTP/1.1"], f"requests to the Hub: {accepted}; expected one probe and no retries"
+
+
+def test_the_hub_probe_goes_through_the_users_proxy(tmp_path):
+    """Behind a proxy (HTTP_PROXY), the Hub is reached through it, as huggingface_hub's downloads are."""
+    proxy = RecordingServer()
+    try:
+        code = "from pixelcnn.hub import hub_reachable\nprint('reachable', hub_reachable(), hub_reachable())\n"
+        out = probe_in_a_fresh_process(tmp_path, code, HF_ENDPOINT="http://hub.invalid", HTTP_PROXY=proxy.url)
+    finally:
+        proxy.close()
+    assert "reachable True True" in out, out
+    assert proxy.requests == ["HEAD http://hub.invalid/"], proxy.requests  # one probe, through the proxy
+
+
+def test_from_pretrained_is_explicit_about_device_and_dtype(tmp_path):
+    config = tiny_config(channels=3, conditioning="class")
+    GatedPixelCNN(config).save_pretrained(tmp_path / "m")
+    model = pixelcnn.from_pretrained(tmp_path / "m", device="cpu", dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16 and model.device.type == "cpu" and not model.training
+    with pytest.raises(TypeError, match="devcie"):
+        pixelcnn.from_pretrained(tmp_path / "m", device="cpu", devcie="typo")
+    with pytest.raises(TypeError, match="dtype"):
+        GatedPixelCNN.from_pretrained(tmp_path / "m", dtype="float16")
 
 
 @pytest.mark.parametrize("conditioning, growth", [
