@@ -17,6 +17,12 @@ from .config import ARCHITECTURES, PixelCNNConfig
 from .hub import PretrainedMixin
 from .layers import ColourMaskedConv1x1, ConditionBias, GatedLayer, MaskedConv2d, OutputHead
 
+def as_wide(logits: Tensor) -> Tensor:
+    """Logits in float32, or as they are when wider (float64): a softmax over 256 levels in bf16 or
+    fp16 loses the small probabilities that likelihoods are made of."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def build_model(config: PixelCNNConfig) -> "_PixelCNNBase":
     """The model that `config.architecture` names, with freshly initialised weights."""
     return ARCHITECTURES[config.architecture](config)
@@ -111,17 +117,17 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         if cond_dropout > 0:
             cond = self.condition.drop(self.encode_condition(cond, x.shape[0]), cond_dropout)
         logits = self(x, cond)
-        return F.cross_entropy(logits.float(), x.long()) / math.log(2)
+        return F.cross_entropy(as_wide(logits), x.long()) / math.log(2)
 
     def log_prob(self, x: Tensor, cond: Any = None) -> Tensor:
         """log p(x | cond) in nats, one value per image: (B,)."""
-        logits = self(x, cond)
-        return -F.cross_entropy(logits, x.long(), reduction="none").flatten(1).sum(1)
+        logits = self(x, cond)  # scored in float32 (or wider) whatever the model's dtype
+        return -F.cross_entropy(as_wide(logits), x.long(), reduction="none").flatten(1).sum(1)
 
     def bits_per_subpixel(self, x: Tensor, cond: Any = None) -> Tensor:
         """-log2 p(x_k | x_<k, cond) of every sub-pixel: (B, C, H, W). Where the model is surprised."""
         logits = self(x, cond)
-        return F.cross_entropy(logits, x.long(), reduction="none") / math.log(2)
+        return F.cross_entropy(as_wide(logits), x.long(), reduction="none") / math.log(2)
 
     def bits_per_dim(self, x: Tensor, cond: Any = None) -> Tensor:
         """-log2 p(x | cond) / (C * H * W), one value per image: (B,). Take `.mean()` for a batch."""

@@ -148,24 +148,19 @@ def mirror_flips(batch_size: int, seed: int, step: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageDataset, limit: int, batch_size: int, device: torch.device,
-             autocast: bool) -> tuple[float, int]:
-    """Mean bits/dim over the first `limit` images (0: all): (bits/dim, images)."""
+def evaluate(model: nn.Module, data: ImageDataset, limit: int, batch_size: int, device: torch.device) -> tuple[float, int]:
+    """Mean bits/dim (or a sketch's MSE) over the first `limit` images (0: all): (value, images).
+
+    Never under autocast: the network runs in the model's own dtype and the likelihood is taken from
+    float32 logits, so a figure does not depend on the precision training used."""
     n = len(data) if limit <= 0 else min(limit, len(data))
     total = 0.0
+    measure = getattr(model, "test_loss", model.loss)  # a face sketch reports its error at z = 0
     for start in range(0, n, batch_size):
         batch = data.batch(torch.arange(start, min(n, start + batch_size)), model.config.levels)
         images = batch["images"].to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            measure = getattr(model, "test_loss", model.loss)  # a face sketch reports its error at z = 0
-            total += measure(images, condition_of(model, batch, device)).item() * len(images)
+        total += measure(images, condition_of(model, batch, device)).item() * len(images)
     return total / n, n
-
-
-# ------------------------------------------------------------------------------------ metrics and card
-
-
-# ------------------------------------------------------------------------------------ training
 
 
 class Trainer:
@@ -355,8 +350,7 @@ class Trainer:
         """Evaluation, sample grids and checkpoints, each at its own cadence."""
         cfg, main = self.cfg, self.world.main
         if main and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.budget.total_steps:
-            value, n = evaluate(self.ema.module, self.test_data, cfg.eval_images, cfg.eval_batch_size,
-                                self.device, self.autocast)
+            value, n = evaluate(self.ema.module, self.test_data, cfg.eval_images, cfg.eval_batch_size, self.device)
             self.log({"step": self.step, f"test_{self.metric}": value, "test_images": n})
             if progress is not None:
                 progress.write(f"step {self.step}: test {METRIC_NAMES[self.metric]} {value:.4f} on {n} images (EMA)")
@@ -417,8 +411,7 @@ class Trainer:
         """Time one evaluation batch, then plan the steps that fit in `--time_budget` (`TimeBudget`)."""
         cfg = self.cfg
         started = time.perf_counter()
-        _, n = evaluate(self.ema.module, self.test_data, cfg.eval_batch_size, cfg.eval_batch_size, self.device,
-                        self.autocast)
+        _, n = evaluate(self.ema.module, self.test_data, cfg.eval_batch_size, cfg.eval_batch_size, self.device)
         per_image = (time.perf_counter() - started) / n
         periodic = min(cfg.eval_images or len(self.test_data), len(self.test_data)) / cfg.eval_every if cfg.eval_every else 0
         final = cfg.final_eval_images if cfg.final_eval_images > 0 else len(self.test_data)
@@ -436,8 +429,7 @@ class Trainer:
     def export(self) -> Path:
         """Evaluate the EMA weights on the test split; save them with metrics.json and the model card."""
         cfg, wall = self.cfg, self.elapsed
-        value, n = evaluate(self.ema.module, self.test_data, cfg.final_eval_images, cfg.eval_batch_size,
-                            self.device, self.autocast)
+        value, n = evaluate(self.ema.module, self.test_data, cfg.final_eval_images, cfg.eval_batch_size, self.device)
         self.log({"step": self.step, f"test_{self.metric}": value, "test_images": n, "final": True})
         plot_curves(self.metrics_path, self.out / "curves.png", self.metric)
         final = build_trainable(cfg, self._export_config())

@@ -344,3 +344,47 @@ def test_an_image_model_with_its_sketch_prior_samples_its_own_likelihood_cached_
     assert not torch.equal(cached, sample(plain, 3, images, seed=4, guidance=guidance, prior=extra))
     with pytest.raises(ValueError, match="needs conditioning='image'"):
         tiny_config(conditioning="spatial", sketch_prior=1.0)
+
+
+# ------------------------------------------------------------------------------------ precision
+def one_subpixel_model(dtype):
+    """A 1x1 grey model whose single sub-pixel has an uneven 256-way distribution (largest p ~0.04)."""
+    config = tiny_config(channels=1, size=(1, 1), conditioning="class")
+    model = random_model("gated", config, seed=7, dtype=torch.float32)
+    with torch.no_grad():
+        for parameter in model.head.parameters():
+            parameter.mul_(2.0)
+    return model.to(dtype)
+
+
+def test_a_bf16_model_samples_its_own_distribution_and_scores_like_float32():
+    """The choice of a sub-pixel is made in float32 whatever the model's dtype: 20,000 draws from a bf16
+    model match its softmax within sampling noise and reach the levels an fp32 choice reaches (a bf16
+    cumsum over 256 levels skipped about half of them), and bits/dim are taken from float32 logits."""
+    model = one_subpixel_model(torch.bfloat16)
+    cond = torch.zeros(20000, dtype=torch.long)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.zeros(1, 1, 1, 1, dtype=torch.long), cond[:1])[0, :, 0, 0, 0].float(), 0)
+    drawn = sample(model, 20000, cond, seed=0)[:, 0, 0, 0]
+    counts = torch.bincount(drawn, minlength=256).double() / len(drawn)
+    total_variation = 0.5 * (counts - probs.double()).abs().sum().item()
+    assert total_variation < 0.07, total_variation  # noise alone: 0.04 at 20,000 draws; a bf16 choice: 0.14
+    assert int((counts > 0).sum()) >= int((probs > 1e-3).sum())  # fp32: all 256 levels; a bf16 choice: 191
+    wide = one_subpixel_model(torch.bfloat16).float()  # the same bf16-rounded weights, computed in float32
+    x = torch.randint(0, 256, (64, 1, 1, 1), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        narrow_bits = model.bits_per_dim(x, cond[:64])
+        assert narrow_bits.dtype == torch.float32
+        wide_bits = wide.bits_per_dim(x, cond[:64])  # bf16 arithmetic in the network: within 0.5%
+        assert ((narrow_bits - wide_bits).abs() / wide_bits).max() < 0.005
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_cached_equals_naive_and_bf16_samples_its_distribution():
+    config = tiny_config(channels=3, size=(5, 6), conditioning="class", first_kernel_size=5)
+    model = random_model("gated", config, seed=1, dtype=torch.float32).cuda()
+    cond = torch.tensor([0, 3, 4]).cuda()
+    assert torch.equal(sample(model, 3, cond, seed=2, method="naive"), sample(model, 3, cond, seed=2))
+    narrow = one_subpixel_model(torch.bfloat16).cuda()
+    drawn = sample(narrow, 20000, torch.zeros(20000, dtype=torch.long).cuda(), seed=0)
+    assert drawn.is_cuda and int(torch.unique(drawn).numel()) > 50
