@@ -65,8 +65,10 @@ class PixelCNNAutoEncoder(nn.Module, CompositeMixin):
         """Decoder logits (B, levels, C, H, W) given the code of x (or a given code `cond`)."""
         return self.decoder(x, self.encode(x) if cond is None else cond)
 
-    def loss(self, x: Tensor, cond: Any = None, *, cond_dropout: float = 0.0) -> Tensor:
-        return self.decoder.loss(x, self.encode(x) if cond is None else cond, cond_dropout=cond_dropout)
+    def loss(self, x: Tensor, cond: Any = None, *, cond_dropout: float = 0.0, validate: bool = True) -> Tensor:
+        """The decoder's bits/dim given the code of x (see `GatedPixelCNN.loss` for `validate`)."""
+        code = cond if cond is not None else self.encode(x) if validate else self.encoder(x)
+        return self.decoder.loss(x, code, cond_dropout=cond_dropout, validate=validate)
 
     def bits_per_dim(self, x: Tensor, cond: Any = None) -> Tensor:
         return self.decoder.bits_per_dim(x, self.encode(x) if cond is None else cond)
@@ -121,9 +123,11 @@ class MSEAutoEncoder(nn.Module, CompositeMixin):
         target = x.to(self.dtype) / (self.config.levels - 1)
         return (self.decode(self.encode(x)) - target).pow(2).flatten(1).mean(1)
 
-    def loss(self, x: Tensor, cond: Any = None) -> Tensor:
+    def loss(self, x: Tensor, cond: Any = None, *, validate: bool = True) -> Tensor:
         if cond is not None:
             raise ValueError("an MSE auto-encoder takes no condition: its code comes from the image")
+        if validate:
+            self.config.check_images(x)
         return self.mse(x).mean()
 
 

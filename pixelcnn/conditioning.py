@@ -177,6 +177,13 @@ class Condition(nn.Module):
             raise ValueError("the condition contains NaN or inf")
         return h
 
+    def trusted(self, cond: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """A training batch's condition, checked when the data were loaded -> h (B, F) in `dtype`,
+        with no checks: nothing here reads a value back from the device."""
+        if self.width == 0 or cond is None:
+            return None
+        return cond.to(dtype)
+
     def layer_input(self, h: Tensor | None) -> Tensor | None:
         """h -> what every layer's V reads: h itself, or the spatial map m(h)."""
         return h
@@ -232,6 +239,11 @@ class ClassCondition(Condition):
 
     def default_null(self, state: dict[str, Tensor], prefix: str) -> Tensor:
         return torch.full((self.width,), 1.0 / self.width)  # every class equally
+
+    def trusted(self, cond: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        if cond is None or cond.dtype.is_floating_point:
+            return super().trusted(cond, dtype)
+        return F.one_hot(cond.long(), self.width).to(dtype)
 
 
 class VectorCondition(Condition):
@@ -438,6 +450,9 @@ class ImageCondition(Condition):
 
     def default_null(self, state: dict[str, Tensor], prefix: str) -> Tensor:
         return torch.full((self.width,), 0.5)
+
+    def trusted(self, cond: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        return None if cond is None else cond.flatten(1).to(dtype)  # images or h alike
 
     def layer_input(self, h: Tensor | None) -> Tensor | None:
         return None if h is None else self.image_net(h.view(-1, *self.image_shape) * 2 - 1)

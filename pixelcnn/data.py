@@ -110,9 +110,9 @@ class ImageDataset:
             raise DatasetError(f"{self.source} ({self.split}) has {self.image_size[0]}x{self.image_size[1]} images "
                                f"but the model expects {config.height}x{config.width}")
         field = condition_class(config.conditioning).batch_field
-        if field == "labels" and len(self) and int(self.labels.max()) >= config.num_classes:
-            raise DatasetError(f"{self.source} has labels up to {int(self.labels.max())} but the model has "
-                               f"num_classes={config.num_classes}")
+        if field == "labels" and len(self) and (int(self.labels.max()) >= config.num_classes or int(self.labels.min()) < 0):
+            raise DatasetError(f"{self.source} has labels from {int(self.labels.min())} to {int(self.labels.max())} but "
+                               f"the model has num_classes={config.num_classes}")
         if field == "vectors" and (self.vectors is None or self.vectors.shape[1] != config.cond_features):
             found = "no vectors" if self.vectors is None else f"vectors of {self.vectors.shape[1]}"
             wanted = (f"cond_dim={config.cond_dim}" if config.conditioning != "image" else

@@ -95,6 +95,15 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         self.check_images(x)
         return self.forward_scaled(self.scale(x), cond)
 
+    def forward_scaled(self, x_scaled: Tensor, cond: Any = None) -> Tensor:
+        """The logits (B, levels, C, H, W) of float images already scaled to [-1, 1], for a raw
+        condition or h (validated)."""
+        return self.logits_of(x_scaled, self.encode_condition(cond, x_scaled.shape[0]))
+
+    def logits_of(self, x_scaled: Tensor, h: Tensor | None) -> Tensor:
+        """The network itself: scaled images and an encoded, valid h (or None) -> logits."""
+        raise NotImplementedError
+
     def with_prior(self, logits: Tensor, h: Tensor | None) -> Tensor:
         """The logits (B, levels, C, H, W), plus the sketch prior of the condition when the model has
         one (`PixelCNNConfig.sketch_prior`)."""
@@ -108,15 +117,23 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         return state
 
     # ------------------------------------------------------------------ likelihoods
-    def loss(self, x: Tensor, cond: Any = None, *, cond_dropout: float = 0.0) -> Tensor:
+    def loss(self, x: Tensor, cond: Any = None, *, cond_dropout: float = 0.0, validate: bool = True) -> Tensor:
         """The training objective: mean negative log-likelihood in bits/dim over the batch, a scalar.
 
         cond_dropout: the share of images whose condition is replaced by the null (`Condition.drop`),
         so that the model also learns p(x | null), the unconditional model that guidance needs.
+        validate: check the images and the condition (each check reads values back from the device);
+            the trainer passes False for data it checked when it loaded them, so that a step never
+            waits for the device and compiles to one graph.
         """
+        if validate:
+            self.check_images(x)
+            h = self.encode_condition(cond, x.shape[0])
+        else:
+            h = self.condition.trusted(cond, self.dtype)
         if cond_dropout > 0:
-            cond = self.condition.drop(self.encode_condition(cond, x.shape[0]), cond_dropout)
-        logits = self(x, cond)
+            h = self.condition.drop(h, cond_dropout)
+        logits = self.logits_of(self.scale(x), h)
         return F.cross_entropy(as_wide(logits), x.long()) / math.log(2)
 
     def log_prob(self, x: Tensor, cond: Any = None) -> Tensor:
@@ -162,8 +179,7 @@ class GatedPixelCNN(_PixelCNNBase):
         """`condition_input` -> per layer (vertical, horizontal) biases, each (B, 2p, 1, 1) or (B, 2p, H, W)."""
         return [layer.condition_biases(cond_input) for layer in self.layers]
 
-    def forward_scaled(self, x_scaled: Tensor, cond: Any = None) -> Tensor:
-        h = self.encode_condition(cond, x_scaled.shape[0])
+    def logits_of(self, x_scaled: Tensor, h: Tensor | None) -> Tensor:
         biases = self.condition_biases(self.condition.layer_input(h))
         vertical = horizontal = x_scaled
         for layer, bias in zip(self.layers, biases):
@@ -208,8 +224,7 @@ class PixelCNN(_PixelCNNBase):
                                     for _ in range(config.n_layers - 1))
         self.head = OutputHead(p, config.head_channels, c, config.levels)
 
-    def forward_scaled(self, x_scaled: Tensor, cond: Any = None) -> Tensor:
-        h = self.encode_condition(cond, x_scaled.shape[0])
+    def logits_of(self, x_scaled: Tensor, h: Tensor | None) -> Tensor:
         cond_input = self.condition.layer_input(h)
         x = self.input_conv(x_scaled)
         if self.input_cond is not None:

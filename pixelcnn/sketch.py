@@ -173,10 +173,13 @@ class EmbeddingSketch(nn.Module, PretrainedMixin):
         target = images.to(self.dtype) / (self.config.levels - 1)
         return (self(vectors) - target).square().flatten(1).mean(1)
 
-    def loss(self, images: Tensor, vectors: Tensor) -> Tensor:
-        """The training objective: the mean of `objective`, a scalar."""
-        self.config.check_images(images)
-        return self.objective(images, vectors).mean()
+    def loss(self, images: Tensor, vectors: Tensor, *, validate: bool = True) -> Tensor:
+        """The training objective: the mean of `objective`, a scalar (`validate`: check the images,
+        which reads them back from the device; the trainer checked its data when it loaded them)."""
+        if validate:
+            self.config.check_images(images)
+            vectors = self.check_vectors(vectors)
+        return self.objective(images, vectors.to(self.dtype)).mean()
 
     def test_loss(self, images: Tensor, vectors: Tensor) -> Tensor:
         """What the card reports: the mean squared error of the sketch at z = 0 against the photo."""

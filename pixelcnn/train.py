@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 from .autoencoder import MSEAutoEncoder, PixelCNNAutoEncoder, conditioned_part
 from .cards import (METRIC_NAMES, copy_sketch_card, export_examples, metric_of, plot_curves, run_metrics, sample_grid,
@@ -38,7 +37,7 @@ from .hub import CheckpointError
 from .model import build_model
 from .presets import TrainConfig, model_overrides, parse_args
 from .sketch import EmbeddingSketch, PortraitModel, SketchConfig, load_sketch, posterior_sketches
-from .runtime import (TimeBudget, atomic_torch_save, batch_indices, ema_average, hardware_description, learning_rate,
+from .runtime import (EMA, DataOrder, TimeBudget, atomic_torch_save, hardware_description, learning_rate,
                       parameter_checksum, setup_world, to_python, to_tensors)
 from .surgery import (TrainingError, condition_of, fit_condition_statistics, freeze_code, initial_history,
                       learned_null_in, load_code_weights, load_initial_weights, set_average_null, statistics_fitted)
@@ -59,9 +58,11 @@ class Objective(nn.Module):
         self.model, self.cond_dropout = model, cond_dropout
 
     def forward(self, images: torch.Tensor, cond: Any) -> torch.Tensor:
+        # the data were checked when they were loaded: no check here waits for the device, and
+        # `torch.compile` sees one graph
         if self.cond_dropout > 0:
-            return self.model.loss(images, cond, cond_dropout=self.cond_dropout)
-        return self.model.loss(images, cond)
+            return self.model.loss(images, cond, cond_dropout=self.cond_dropout, validate=False)
+        return self.model.loss(images, cond, validate=False)
 
 
 def build_trainable(cfg: TrainConfig, model_config: PixelCNNConfig) -> nn.Module:
@@ -209,7 +210,8 @@ class Trainer:
         if checkpoint is None and not keep_null and set_average_null(self.model, self.train_data, self.device):
             self.say("the null condition starts as the average condition of the training data"
                      + (" and learns from the dropped ones" if cfg.cond_dropout > 0 else ""))
-        self.ema = AveragedModel(self.model, avg_fn=ema_average(cfg.ema_decay))
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.order = DataOrder(len(self.train_data), cfg.seed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.position, self.elapsed_before, self.cpu_before = 0, 0, 0, 0.0, 0.0
         self.budget = TimeBudget(cfg)
@@ -308,12 +310,13 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     # ---------------------------------------------------------------- the loop
-    def train_step(self) -> float:
-        """One optimiser step on the next global batch; returns its loss (bits/dim or MSE) averaged over ranks."""
+    def train_step(self) -> torch.Tensor:
+        """One optimiser step on the next global batch; returns this rank's loss (bits/dim or MSE), a
+        tensor on the device: nothing here waits for the device (`running_loss` reads it back)."""
         cfg, world = self.cfg, self.world
         if self.position + cfg.batch_size > len(self.train_data):
             self.epoch, self.position = self.epoch + 1, 0
-        idx = batch_indices(self.epoch, self.position, cfg.batch_size, len(self.train_data), cfg.seed)
+        idx = self.order.batch(self.epoch, self.position, cfg.batch_size)
         per_rank = cfg.batch_size // world.size
         batch = self.train_data.batch(idx[world.rank * per_rank:(world.rank + 1) * per_rank],
                                       self.model.config.levels)
@@ -331,19 +334,26 @@ class Trainer:
             group["lr"] = lr
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        value = loss.detach()
-        if world.size > 1:
-            dist.all_reduce(value)
-            value /= world.size
-        value = value.item()
-        if not math.isfinite(value):
-            raise TrainingError(f"the loss became {value} at step {self.step + 1}; stopping. The last good checkpoint "
-                                f"(step {self.last_ckpt_step}, {self.ckpt_path}) is intact: resume it with a lower "
-                                f"--lr or a tighter --grad_clip")
         self.optimizer.step()
         self.ema.update_parameters(self.model)
         self.step += 1
         self.position += cfg.batch_size
+        return loss.detach()
+
+    def running_loss(self) -> float:
+        """The running average of the loss over the ranks, read back from the device (at log steps and
+        before each checkpoint): a non-finite one stops the run before a checkpoint can keep it."""
+        if self.running is None:  # no step yet in this process
+            return float("nan")
+        value = self.running.clone()
+        if self.world.size > 1:
+            dist.all_reduce(value)
+            value /= self.world.size
+        value = value.item()
+        if not math.isfinite(value):
+            raise TrainingError(f"the loss became {value} by step {self.step}; stopping. The last good checkpoint "
+                                f"(step {self.last_ckpt_step}, {self.ckpt_path}) is intact: resume it with a lower "
+                                f"--lr or a tighter --grad_clip")
         return value
 
     def periodic(self, progress: Any) -> None:
@@ -358,6 +368,7 @@ class Trainer:
         if main and cfg.sample_every and self.step % cfg.sample_every == 0:
             sample_grid(self.ema.module, self.test_data, self.out / "samples" / f"step_{self.step:07d}.png")
         if self.step % cfg.ckpt_every == 0 or self.step == self.budget.total_steps:
+            self.running_loss()  # never checkpoint weights that a non-finite loss has reached
             self.save_checkpoint()
 
     def run(self) -> Path | None:
@@ -371,7 +382,7 @@ class Trainer:
                             file=sys.stdout)
         self.start_time, self.cpu_start = time.perf_counter(), time.process_time()
         self.last_ckpt_step = self.step
-        running, window_start, window_images = None, time.perf_counter(), 0
+        self.running, window_start, window_images = None, time.perf_counter(), 0
         loop_start, first_step = time.perf_counter(), self.step
         try:
             while self.step < self.budget.total_steps:
@@ -383,11 +394,12 @@ class Trainer:
                 value = self.train_step()
                 if self.budget.calibrating(self.step - first_step):
                     self.plan_budget((time.perf_counter() - loop_start) / (self.step - first_step), progress)
-                running = value if running is None else 0.98 * running + 0.02 * value
+                self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
                 window_images += cfg.batch_size
                 if progress is not None:
                     progress.update(1)
                 if self.step % cfg.log_every == 0 or self.step == self.budget.total_steps:
+                    running = self.running_loss()
                     now = time.perf_counter()
                     rate = window_images / (now - window_start)
                     window_start, window_images = now, 0

@@ -454,3 +454,74 @@ def test_a_pixelcnn_learns_to_read_each_photos_sketch_and_exports_a_portrait_mod
     refused = run_train(train_args(stripes, tmp_path / "bad", "--sketch_from", str(out / "model"), *vectors,
                                    "--steps", "1"))
     assert refused.returncode == 1 and "needs --conditioning image" in refused.stderr
+
+
+def test_the_multi_tensor_ema_is_torchs_averaged_model_with_the_warm_up_and_reads_its_checkpoints():
+    """EMA updates with foreach ops and no host sync; the weights are those of AveragedModel with the
+    same warm-up decay, and the state dicts share keys (a checkpoint of either resumes in the other)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from pixelcnn.runtime import EMA, ema_decay
+
+    torch.manual_seed(0)
+    model = pixelcnn.build_model(pixelcnn.PixelCNNConfig(image_channels=1, image_size=6, hidden_channels=8, n_layers=2,
+                                                         head_channels=8, conditioning="class", num_classes=3))
+
+    def reference_average(averaged, current, num_averaged):
+        d = ema_decay(0.9, int(num_averaged))
+        return averaged * d + current * (1 - d)
+
+    ours, reference = EMA(model, 0.9), AveragedModel(model, avg_fn=reference_average)
+    for step in range(12):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+        ours.update_parameters(model)
+        reference.update_parameters(model)
+    for (name, a), b in zip(ours.module.state_dict().items(), reference.module.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert set(ours.state_dict()) == set(reference.state_dict())
+    resumed = EMA(model, 0.9)
+    resumed.load_state_dict(reference.state_dict())
+    assert resumed.updates == 12 and int(resumed.n_averaged) == 12
+
+
+def test_the_data_order_is_one_seeded_permutation_per_epoch():
+    from pixelcnn.runtime import DataOrder
+
+    order = DataOrder(10, seed=3)
+    epoch0 = torch.cat([order.batch(0, k, 5) for k in (0, 5)])
+    assert sorted(epoch0.tolist()) == list(range(10))
+    epoch1 = order.batch(1, 0, 10)
+    assert not torch.equal(epoch0, epoch1) and torch.equal(DataOrder(10, seed=3).batch(1, 0, 10), epoch1)
+    assert torch.equal(order.batch(0, 5, 5), epoch0[5:])  # back to an earlier epoch: the same order
+
+
+@pytest.mark.parametrize("trainable", ["class", "spatial", "image", "autoencoder", "sketch"])
+def test_the_training_objective_compiles_to_one_graph(trainable):
+    """No check inside the training step reads a value back from the device: under torch.compile the
+    objective is one graph (torch._dynamo.explain), where the checked public path breaks it up."""
+    from conftest import example_condition, random_images, tiny_config
+
+    from pixelcnn.codecs import ConvEncoder, EncoderConfig
+    from pixelcnn.sketch import EmbeddingSketch, SketchConfig
+    from pixelcnn.train import Objective
+
+    torch.manual_seed(0)
+    if trainable == "sketch":
+        model = EmbeddingSketch(SketchConfig(image_size=8, cond_dim=4, channels=4, latent_dim=2, encoder_channels=4))
+        x, cond, dropout = torch.randint(0, 256, (4, 3, 8, 8)), torch.randn(4, 4), 0.0
+    elif trainable == "autoencoder":
+        decoder = pixelcnn.build_model(tiny_config(channels=3, size=(8, 8), conditioning="spatial", cond_dim=4,
+                                                   learned_null=True))
+        model = pixelcnn.PixelCNNAutoEncoder(ConvEncoder(EncoderConfig(image_size=8, code_dim=4, channels=4)), decoder)
+        x, cond, dropout = random_images(decoder.config, 4), None, 0.2
+    else:
+        config = tiny_config(channels=3, conditioning=trainable, learned_null=True)
+        model = pixelcnn.build_model(config)
+        x, cond, dropout = random_images(config, 4), example_condition(config, 4, dtype=torch.float32), 0.2
+    explained = torch._dynamo.explain(Objective(model, dropout))(x, cond)
+    assert explained.graph_break_count == 0, [str(b.reason)[:300] for b in explained.break_reasons]
+    if trainable == "class":  # the checked path: each check is a break
+        checked = torch._dynamo.explain(lambda a, b: model.loss(a, b, cond_dropout=dropout))(x, cond)
+        assert checked.graph_break_count > 0
