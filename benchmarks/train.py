@@ -1,7 +1,9 @@
-"""Training throughput at a fixed configuration: 15 gated layers, 64 channels, batch 16.
+"""Training throughput at a fixed configuration: 15 gated layers, 64 channels, batch 16; and the
+training step's parts before and after it stopped waiting for the device.
 
     python benchmarks/train.py                 # 2 CPU threads, 1x28x28 and 3x32x32
     python benchmarks/train.py --device cuda   # on a GPU (add --bf16 --compile there)
+    python benchmarks/train.py --parts         # only the step's parts: EMA, data order, input checks
 
 Reports training images/s (forward, backward and an Adam step), the FLOPs of one step (counted by
 torch.utils.flop_counter), the achieved GFLOP/s, and that as a fraction of this machine's fp32
@@ -76,6 +78,81 @@ def bench(config: PixelCNNConfig, batch: int, steps: int, device: torch.device, 
                 gflops=flops / seconds / 1e9, parameters=model.num_parameters)
 
 
+def median_seconds(fn, repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_parts(preset: str, batch: int, repeats: int, device: torch.device) -> list[dict]:
+    """The trainer's step at a shipped preset's size, and its parts before and after: the EMA update
+    (torch's AveragedModel with a custom average, which reads n_averaged back twice per tensor,
+    against the multi-tensor `EMA`), the data order (a permutation per batch against one per epoch,
+    at MNIST's and ImageNet's sizes) and the loss with and without its per-step input checks."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from pixelcnn.presets import preset_model
+    from pixelcnn.runtime import EMA, DataOrder, ema_decay
+    from pixelcnn.train import Objective
+
+    def old_average(averaged, current, num_averaged):  # the trainer's EMA before: two host syncs per tensor
+        d = min(0.999, (1 + num_averaged.item()) / (10 + num_averaged.item()))
+        return averaged * d + current * (1 - d)
+
+    torch.manual_seed(0)
+    config = preset_model(preset)
+    model = GatedPixelCNN(config).to(device)
+    x = torch.randint(0, config.levels, (batch, config.image_channels, config.height, config.width), device=device)
+    cond = torch.randint(0, config.num_classes, (batch,), device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    objective = Objective(model)
+
+    def step():
+        loss = objective(x, cond)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    old_ema, new_ema = AveragedModel(model, avg_fn=old_average), EMA(model, 0.999)
+    for ema in (old_ema, new_ema):
+        ema.update_parameters(model)  # past the first update, which copies
+    step()
+    rows = [dict(part="optimiser step (forward, backward, Adam)", seconds=median_seconds(step, repeats, device))]
+    rows += [dict(part="EMA update: AveragedModel, custom average (before)",
+                  seconds=median_seconds(lambda: old_ema.update_parameters(model), repeats, device)),
+             dict(part="EMA update: multi-tensor EMA (after)",
+                  seconds=median_seconds(lambda: new_ema.update_parameters(model), repeats, device))]
+    with torch.no_grad():
+        rows += [dict(part="loss with the per-step input checks (before)",
+                      seconds=median_seconds(lambda: model.loss(x, cond), repeats, device)),
+                 dict(part="loss without them, data checked at load (after)",
+                      seconds=median_seconds(lambda: model.loss(x, cond, validate=False), repeats, device))]
+    for n in (60_000, 1_281_167):
+        order = DataOrder(n, seed=0)
+        order.batch(0, 0, batch)
+        rows += [dict(part=f"batch order at {n:,} images: a permutation per batch (before)",
+                      seconds=median_seconds(lambda: torch.randperm(n, generator=torch.Generator().manual_seed(0))[
+                          :batch], repeats, torch.device("cpu"))),
+                 dict(part=f"batch order at {n:,} images: one per epoch (after)",
+                      seconds=median_seconds(lambda: order.batch(0, batch, batch), repeats, torch.device("cpu")))]
+    assert ema_decay(0.999, 0) == 0.1  # the warm-up both share
+    return rows
+
+
+def print_parts(rows: list[dict], preset: str, batch: int) -> None:
+    step = rows[0]["seconds"]
+    print(f"\nThe training step's parts at `{preset}`'s size, batch {batch} (median):\n")
+    print("| part | ms | share of the optimiser step |\n|---|---|---|")
+    for row in rows:
+        row["ms"], row["share_of_step"] = 1000 * row["seconds"], row["seconds"] / step
+        print(f"| {row['part']} | {row['ms']:.2f} | {100 * row['share_of_step']:.1f}% |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -88,9 +165,17 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train.json")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check that it runs")
+    parser.add_argument("--parts", action="store_true", help="only the training step's parts, before and after")
+    parser.add_argument("--preset", default="cifar10-class", help="the model size of --parts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.parts:
+        rows = step_parts(args.preset, 32 if not args.smoke else 2, 2 if args.smoke else 20, device)
+        print_parts(rows, args.preset, 32 if not args.smoke else 2)
+        write_report(args.out.with_name("train-step.json") if not args.smoke else args.out, rows,
+                     threads=args.threads, device=str(device), preset=args.preset)
+        return
     if args.smoke:
         args.layers, args.channels, args.steps = 2, 6, 1
     peak = matmul_peak(device, 256 if args.smoke else 2048)

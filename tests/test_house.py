@@ -16,16 +16,17 @@ MAX_FUNCTION_LINES = 60
 CORE = ("layers", "shapes", "codecs", "config", "conditioning", "model", "sampling", "images")
 # what sits above the core: training, measurement, data sources and the app
 ABOVE_CORE = ("train", "presets", "cards", "surgery", "runtime", "notebook", "experiments", "data", "face_data",
-              "faces", "classifier", "autoencoder", "receptive_field", "ui")
+              "faces", "classifier", "autoencoder", "sketch", "receptive_field", "ui")
 
 
 def modules() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every pixelcnn module a file imports, at the top or inside a function, as a dotted name under pixelcnn."""
-    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every pixelcnn module a file imports, at the top or inside a function, as a dotted name under pixelcnn
+    (`root`: the folder that holds the package)."""
+    package = path.relative_to(root).with_suffix("").parts[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
@@ -65,12 +66,10 @@ def test_hub_reaches_into_no_model_class():
 
 def test_the_import_checker_sees_late_and_relative_imports(tmp_path):
     """The check above is not vacuous: a late relative import of the trainer is caught."""
-    fake = PACKAGE / "_probe_for_test.py"
+    fake = tmp_path / "pixelcnn" / "_probe_for_test.py"
+    fake.parent.mkdir()
     fake.write_text("def f():\n    from .train import main\n    from . import ui\n")
-    try:
-        assert {"pixelcnn.train", "pixelcnn.ui"} <= imported_modules(fake)
-    finally:
-        fake.unlink()
+    assert {"pixelcnn.train", "pixelcnn.ui"} <= imported_modules(fake, tmp_path)
 
 
 def test_no_registry_is_filled_by_import_module():
@@ -117,3 +116,40 @@ def test_importing_the_app_writes_nothing_into_the_package():
     import pixelcnn.ui.app  # noqa: F401
 
     assert not list(PACKAGE.rglob("*.pyi"))
+
+
+def test_the_library_loads_and_samples_without_the_app_and_faces_extras():
+    """`import pixelcnn`, `from_pretrained` and sampling need neither gradio nor dlib (the `app` and
+    `faces` extras): here both are made impossible to import, in a fresh process."""
+    script = """
+import sys
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("gradio", "dlib", "face_recognition_models"):
+            raise ImportError(f"{name} is not installed")
+
+sys.meta_path.insert(0, NotInstalled())
+import pixelcnn, pixelcnn.faces, pixelcnn.train
+model = pixelcnn.from_pretrained("weights/mnist-class")
+print("sampled", tuple(pixelcnn.sample(model, 1, 3, seed=0).shape))
+try:
+    import gradio
+except ImportError:
+    print("gradio blocked")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "sampled (1, 1, 28, 28)" in done.stdout and "gradio blocked" in done.stdout, done.stderr[-2000:]
+
+
+def test_the_package_needs_only_the_library_and_puts_the_rest_in_extras():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"])
+    assert "torch>=" in core and "==" not in core  # a tested range, not one version
+    assert not any(name in core for name in ("gradio", "dlib", "face_recognition", "papermill", "jupyter"))
+    extras = project["optional-dependencies"]
+    assert {"app", "faces", "notebooks", "test"} <= set(extras)
+    assert any("gradio" in d for d in extras["app"]) and any("dlib" in d for d in extras["faces"])
+    assert "torch==2.13.0" in (ROOT / "requirements.txt").read_text()  # what CI tests, as constraints

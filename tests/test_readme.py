@@ -38,8 +38,8 @@ def test_every_page_link_resolves():
             assert (page.parent / target).exists(), f"{page.name} links to a missing {target}"
 
 
-TEST_COMMANDS = ['pip install -e ".[test]" && python -m pytest', "python -m pytest -m slow"]
-APP_COMMAND = "pip install -e . && python app.py"
+TEST_COMMANDS = ['pip install -e ".[test]" -c requirements.txt && python -m pytest', "python -m pytest -m slow"]
+APP_COMMAND = 'pip install -e ".[app,faces]" && python app.py'
 NOTEBOOK_COMMAND = "mkdir -p runs && papermill notebooks/00_blind_spot.ipynb runs/00-smoke.ipynb -p preset smoke"
 
 
@@ -73,7 +73,7 @@ def test_the_notebook_command_runs_verbatim_on_a_fresh_copy(fresh_copy):
 
 
 def test_the_app_command_runs_verbatim_on_a_fresh_copy(fresh_copy, tmp_path):
-    """In a virtual environment that sees this one's packages: `pip install -e .` installs the project
+    """In a virtual environment that sees this one's packages: `pip install -e ".[app,faces]"` installs the project
     itself, then `python app.py` serves the shipped weights."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
