@@ -305,6 +305,15 @@ def data_terms(prefix: str, text: str) -> None:
     DATA_TERMS[prefix] = text
 
 
+@card_section("split")
+def split_section(split: dict[str, Any]) -> str:
+    """How the test split was made, for data without one of its own (`data.held_out_split`)."""
+    unit = "people" if split["held_out"] == "person" else "files"
+    return (f"\n**Test split.** The data have no test split of their own: {split['fraction']:.0%} of their {unit} "
+            f"({split['test_images']:,} images), drawn with seed {split['seed']}, were held out and never trained on; "
+            f"the test figures are measured on them, and training used the other {split['train_images']:,}.\n")
+
+
 @card_section("test_mse")
 def mse_section(mse: float) -> str:
     return (f"\n**Reconstruction error** on the test split: MSE {mse:.5f} with pixels scaled "

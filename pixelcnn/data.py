@@ -66,6 +66,7 @@ class ImageDataset:
     source: str
     split: str
     vectors: Tensor | None = None
+    split_info: dict | None = None  # how the split was made, when the source had none (`held_out_split`)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -206,7 +207,8 @@ def read_parquet(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def read_folder(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Class sub-folders of images -> images, labels and class names (sorted folder names)."""
+    """Class sub-folders of images -> images, labels and class names (sorted folder names); those of
+    `root/split` when it exists."""
     if (root / split).is_dir():
         root = root / split
     classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -288,26 +290,70 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
         raise
 
 
+# A source without its own test split (a folder without train/ and test/, one parquet file) is split
+# here: this share of its files, or of its people where it names them, is held out as "test"
+HELD_OUT_FRACTION = 0.1
+SPLIT_SEED = 0
+PERSON_COLUMNS = ("person", "identity", "celeba_identity")  # held out person by person, never photo by photo
+
+
+def held_out_split(data: "ImageDataset", split: str, groups: np.ndarray | None = None,
+                   fraction: float = HELD_OUT_FRACTION, seed: int = SPLIT_SEED) -> "ImageDataset":
+    """The "train" or "test" part of a dataset without its own split ("all": every image): a seeded
+    `fraction` of its groups (people, or single files when `groups` is None) is the test part, so that
+    training and test never share an image, nor a person. The split is recorded in `split_info`."""
+    if split not in ("train", "test", "all"):
+        raise DatasetError(f"{data.source} has no split of its own: ask for 'train', 'test' or 'all', not {split!r}")
+    if split == "all":
+        return dataclasses.replace(data, split="all")
+    by = "person" if groups is not None else "file"
+    groups = np.arange(len(data)) if groups is None else np.asarray(groups)
+    ids = np.unique(groups)
+    if len(ids) < 2:
+        raise DatasetError(f"{data.source} has {len(ids)} {by}(s): too few to hold any out for testing")
+    count = min(len(ids) - 1, max(1, round(fraction * len(ids))))
+    chosen = np.random.default_rng(seed).permutation(ids)[:count]
+    test = torch.from_numpy(np.isin(groups, chosen))
+    info = {"held_out": by, "fraction": fraction, "seed": seed, "test_images": int(test.sum()),
+            "train_images": int((~test).sum())}
+    part = data.subset(test.nonzero()[:, 0] if split == "test" else (~test).nonzero()[:, 0])
+    return dataclasses.replace(part, split=split, split_info=info)
+
+
 def load_dataset(source: str, split: str = "train", *, data_dir: str | Path | None = None,
                  cache_dir: str | Path | None = None, use_cache: bool = True,
                  vector_column: str | None = None) -> ImageDataset:
     """Load a dataset split as uint8 tensors (see the module docstring for the sources).
 
+    A folder without train/ and test/ sub-folders, or one parquet file, has no split of its own:
+    "train" and "test" are then a seeded held-out split of it (`held_out_split`), "all" the whole.
     vector_column: a parquet column of float vectors (an embedding per image) to condition on,
         read into `ImageDataset.vectors` and cached like the images.
     """
     if source in DERIVED_DATASETS:
         return DERIVED_DATASETS[source](split, data_dir, cache_dir)
-    data, files = _load_images(source, split, data_dir, cache_dir, use_cache)
-    if vector_column is None:
+    data, files, own_split = _load_images(source, split, data_dir, cache_dir, use_cache)
+    if vector_column is not None:
+        if not files or any(f.suffix != ".parquet" for f in files):
+            raise DatasetError(f"vector_column={vector_column!r} needs a parquet source, got {source!r}")
+        cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        path = cache / f"{cache_key(source + '|' + vector_column, data.split, files)}.vectors.npy"
+        vectors = cached_array(path, lambda: np.concatenate([read_vector_column(f, vector_column) for f in files]),
+                               use_cache)
+        data = data.with_vectors(vectors)
+    if own_split:
         return data
-    if not files or any(f.suffix != ".parquet" for f in files):
-        raise DatasetError(f"vector_column={vector_column!r} needs a parquet source, got {source!r}")
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    path = cache / f"{cache_key(source + '|' + vector_column, split, files)}.vectors.npy"
-    vectors = cached_array(path, lambda: np.concatenate([read_vector_column(f, vector_column) for f in files]),
-                           use_cache)
-    return data.with_vectors(vectors)
+    groups = read_person_column(files[0]) if files[0].suffix == ".parquet" else None
+    return held_out_split(data, split, groups)
+
+
+def read_person_column(path: Path) -> np.ndarray | None:
+    """The person of each row of a parquet file (`PERSON_COLUMNS`), or None when it names none."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    column = next((c for c in PERSON_COLUMNS if c in names), None)
+    return None if column is None else np.asarray(pq.read_table(path, columns=[column]).column(column).to_pylist())
 
 
 def cached_array(path: Path, compute, use_cache: bool = True) -> np.ndarray:
@@ -326,8 +372,9 @@ def cached_array(path: Path, compute, use_cache: bool = True) -> np.ndarray:
 
 
 def _load_images(source: str, split: str, data_dir: str | Path | None, cache_dir: str | Path | None,
-                 use_cache: bool) -> tuple[ImageDataset, list[Path]]:
-    """The images, labels and class names of a split, and the files they come from."""
+                 use_cache: bool) -> tuple[ImageDataset, list[Path], bool]:
+    """The images, labels and class names of a split, the files they come from, and whether the source
+    has that split of its own (else every image is returned, as split "all", for `held_out_split`)."""
     data_dir = data_dir if data_dir is not None else os.environ.get("PIXELCNN_DATA_DIR")
     data_dir = Path(data_dir).expanduser() if data_dir else None
     if source.startswith("folder:"):
@@ -337,12 +384,14 @@ def _load_images(source: str, split: str, data_dir: str | Path | None, cache_dir
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DatasetError(f"{root} has no class sub-folders of images (expected {root}/<class>/<image files>)")
+        own_split = (root / split).is_dir()
+        split = split if own_split else "all"
         reader = lambda: read_folder(root, split)  # noqa: E731
     elif source.startswith("parquet:") or source.endswith(".parquet"):
         path = Path(source.removeprefix("parquet:")).expanduser()
         if not path.is_file():
             raise DatasetError(f"parquet file {path} does not exist")
-        files = [path]
+        files, own_split, split = [path], False, "all"  # one file: the split is made here
         reader = lambda: read_parquet(path)  # noqa: E731
     else:
         if source in HUB_DATASETS:
@@ -353,7 +402,7 @@ def _load_images(source: str, split: str, data_dir: str | Path | None, cache_dir
         else:
             raise DatasetError(f"unknown dataset {source!r}: use one of {sorted(HUB_DATASETS)}, 'hf:owner/name', "
                                f"'folder:PATH' or 'parquet:FILE'")
-        files = _hub_files(repo, local_name, pattern, split, data_dir)
+        files, own_split = _hub_files(repo, local_name, pattern, split, data_dir), True
         reader = lambda: _read_many(files)  # noqa: E731
     if not files:
         raise DatasetError(f"{source} has no image files")
@@ -366,7 +415,8 @@ def _load_images(source: str, split: str, data_dir: str | Path | None, cache_dir
         try:
             images, labels = np.load(paths["images"]), np.load(paths["labels"])
             class_names = json.loads(names_path.read_text())
-            return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), class_names, source, split), files
+            return (ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), class_names, source, split),
+                    files, own_split)
         except (OSError, ValueError):
             pass  # an unreadable cache entry is rebuilt below
     images, labels, class_names = reader()
@@ -378,7 +428,7 @@ def _load_images(source: str, split: str, data_dir: str | Path | None, cache_dir
         tmp.write_text(json.dumps(class_names))
         os.replace(tmp, names_path)  # written last: its presence marks a complete entry
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
-                        class_names, source, split), files
+                        class_names, source, split), files, own_split
 
 
 def _read_many(files: list[Path]) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -117,8 +117,8 @@ def large_portrait_dataset(split: str, data_dir: str | Path | None = None, cache
     if split not in ("train", "test"):
         raise DatasetError(f"celeba-faces32 has the splits 'train' and 'test', not {split!r}")
     path = _data_root("celeba-faces32", data_dir, LARGE_FACES_FILE.format(split=split))
-    data = load_dataset(f"parquet:{path}", split, cache_dir=cache_dir, vector_column="embedding")
-    return dataclasses.replace(data, source="celeba-faces32")
+    data = load_dataset(f"parquet:{path}", "all", cache_dir=cache_dir, vector_column="embedding")  # a file per split
+    return dataclasses.replace(data, source="celeba-faces32", split=split)
 
 
 @derived_dataset("celeba-faces32+64")

@@ -455,6 +455,8 @@ class Trainer:
                               model_overrides=model_overrides(cfg.preset, self.model_config),
                               history=self.history, stopped_by_budget=stopped)
         metrics["slice"] = slice_figures(final, self.test_data)
+        if self.test_data.split_info is not None:  # a source without a test split of its own: how it was held out
+            metrics["split"] = self.test_data.split_info
         exported = self.out / "model"
         if self.sketch is not None:  # the PixelCNN with the sketch it reads: one portrait model
             final = PortraitModel(self.sketch.to(final.device), final)

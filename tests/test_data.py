@@ -24,13 +24,14 @@ def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-def write_hub_parquet(path: Path, images: np.ndarray, labels: list[int], class_names: list[str],
-                      column: str = "image") -> None:
-    """A parquet file in the Hub's Image schema: {bytes, path} structs and int64 labels."""
+def write_hub_parquet(path: Path, images: np.ndarray, labels: list[int], class_names: list[str] | None,
+                      column: str = "image", extra: dict | None = None) -> None:
+    """A parquet file in the Hub's Image schema: {bytes, path} structs and int64 labels (and `extra` columns)."""
     arrays = [img[..., 0] if img.shape[-1] == 1 else img for img in images.transpose(0, 2, 3, 1)]
     table = pa.table({column: [{"bytes": png_bytes(a), "path": None} for a in arrays],
-                      "label": pa.array(labels, type=pa.int64())})
-    table = table.replace_schema_metadata({"class_names": "\n".join(class_names)})
+                      "label": pa.array(labels, type=pa.int64()), **(extra or {})})
+    if class_names is not None:
+        table = table.replace_schema_metadata({"class_names": "\n".join(class_names)})
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
@@ -124,7 +125,7 @@ def test_odd_image_modes_are_decoded(tmp_path):
     Image.fromarray(random_uint8((6, 6, 4))).save(root / "alpha.png")  # RGBA
     Image.fromarray(random_uint8((6, 6)), mode="L").convert("P").save(root / "palette.png")
     assert Image.open(root / "deep.png").mode.startswith("I")
-    data = load_dataset(f"folder:{tmp_path / 'odd'}", cache_dir=tmp_path / "cache")
+    data = load_dataset(f"folder:{tmp_path / 'odd'}", "all", cache_dir=tmp_path / "cache")
     assert data.images.shape == (3, 3, 6, 6)  # grey images join the colour one as three equal channels
     names = sorted(p.name for p in root.iterdir())
     deep = data.images[names.index("deep.png")]
@@ -194,11 +195,41 @@ def test_no_half_written_cache_file_survives(tmp_path, monkeypatch):
         load_dataset(f"parquet:{tmp_path / 'd.parquet'}", cache_dir=cache)
     assert list(cache.iterdir()) == []  # neither a partial file nor a temporary one is left
     monkeypatch.setattr(np, "save", real_save)
-    data = load_dataset(f"parquet:{tmp_path / 'd.parquet'}", cache_dir=cache)
+    data = load_dataset(f"parquet:{tmp_path / 'd.parquet'}", "all", cache_dir=cache)
     assert data.images.shape == (4, 1, 8, 8)
 
     # a damaged cache entry (say, a disk that filled up) is rebuilt, not trusted
     for f in cache.glob("*.images.npy"):
         f.write_bytes(f.read_bytes()[:20])
-    again = load_dataset(f"parquet:{tmp_path / 'd.parquet'}", cache_dir=cache)
+    again = load_dataset(f"parquet:{tmp_path / 'd.parquet'}", "all", cache_dir=cache)
     assert torch.equal(again.images, data.images)
+
+
+def test_a_source_without_its_own_test_split_holds_out_files_or_people_and_never_shares_one(tmp_path):
+    """A folder without train/ and test/, or one parquet file: "test" is a seeded tenth of the files (or
+    of the people, when the file names them), "train" the rest; no image, and no person, is in both."""
+    root = tmp_path / "photos"
+    for name, seed in (("cat", 1), ("dog", 2)):
+        (root / name).mkdir(parents=True)
+        for k, img in enumerate(random_uint8((25, 6, 6, 3), seed=seed)):
+            Image.fromarray(img).save(root / name / f"{k}.png")
+    whole = load_dataset(f"folder:{root}", "all", cache_dir=tmp_path / "cache")
+    train = load_dataset(f"folder:{root}", "train", cache_dir=tmp_path / "cache")
+    test = load_dataset(f"folder:{root}", "test", cache_dir=tmp_path / "cache")
+    assert len(whole) == 50 and len(test) == 5 and len(train) == 45
+    as_set = lambda d: {img.numpy().tobytes() for img in d.images}  # noqa: E731
+    assert not as_set(train) & as_set(test) and as_set(train) | as_set(test) == as_set(whole)
+    assert train.split_info == test.split_info == {"held_out": "file", "fraction": 0.1, "seed": 0,
+                                                   "test_images": 5, "train_images": 45}
+    assert torch.equal(load_dataset(f"folder:{root}", "test", cache_dir=tmp_path / "other").images, test.images)
+
+    people = np.repeat(np.arange(20), 3)  # 60 photos of 20 people
+    write_hub_parquet(tmp_path / "faces.parquet", random_uint8((60, 3, 6, 6)), people.tolist(), None,
+                      extra={"celeba_identity": people.tolist()})
+    train = load_dataset(f"parquet:{tmp_path / 'faces.parquet'}", "train", cache_dir=tmp_path / "cache")
+    test = load_dataset(f"parquet:{tmp_path / 'faces.parquet'}", "test", cache_dir=tmp_path / "cache")
+    assert len(test) == 6 and len(train) == 54 and test.split_info["held_out"] == "person"
+    assert not set(train.labels.tolist()) & set(test.labels.tolist())  # no person in both
+    assert not as_set(train) & as_set(test)
+    with pytest.raises(DatasetError, match="ask for 'train', 'test' or 'all'"):
+        load_dataset(f"folder:{root}", "validation", cache_dir=tmp_path / "cache")

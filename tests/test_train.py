@@ -525,3 +525,25 @@ def test_the_training_objective_compiles_to_one_graph(trainable):
     if trainable == "class":  # the checked path: each check is a break
         checked = torch._dynamo.explain(lambda a, b: model.loss(a, b, cond_dropout=dropout))(x, cond)
         assert checked.graph_break_count > 0
+
+
+def test_a_users_own_folder_without_a_test_split_gets_an_honest_held_out_figure(stripes, tmp_path):
+    """`--data folder:photos` without train/ and test/: the card's test figure is measured on a seeded
+    tenth of the files that training never saw, and the card and metrics.json say so."""
+    import shutil
+
+    flat = tmp_path / "photos"
+    for name in ("horizontal", "vertical"):
+        shutil.copytree(stripes / "train" / name, flat / name)
+    out = tmp_path / "run"
+    result = run_train(train_args(flat, out, "--steps", "3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = read_metrics(out / "model")
+    assert saved["split"] == {"held_out": "file", "fraction": 0.1, "seed": 0, "test_images": 5, "train_images": 43}
+    assert saved["train_images"] == 43 and saved["test_images"] == 5
+    test = load_dataset(f"folder:{flat}", "test")
+    model = pixelcnn.from_pretrained(out / "model")
+    with torch.no_grad():
+        fresh = model.bits_per_dim(test.images.long(), test.labels).mean().item()
+    assert abs(saved["test_bpd"] - fresh) < 1e-4
+    assert "**Test split.**" in (out / "model" / "README.md").read_text()
