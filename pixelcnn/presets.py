@@ -115,9 +115,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                            lr=2e-3, eval_every=250, eval_images=500, sample_every=500, cond_dropout=0.15),
     # the face sketch m(h) alone (pixelcnn.sketch): embedding -> 32x32 crop on MSE, well under an hour on one core
     "faces-sketch": dict(data="celeba-faces32", out_dir="runs/faces-sketch", decoder="sketch", encoder_channels=64,
-                         sketch_latent=16, mirror=True,
-                         steps=3000, batch_size=128, lr=2e-3, warmup_steps=100, eval_every=500, eval_images=0,
-                         sample_every=1000, ckpt_every=500),
+                         sketch_latent=16, sketch_kl=0.5, mirror=True,
+                         steps=6000, batch_size=128, lr=2e-3, warmup_steps=100, eval_every=1000, eval_images=0,
+                         sample_every=2000, ckpt_every=500),
     # one CUDA GPU, under 8 minutes in all: the portrait model on celeba-faces32 with a learned null
     "faces-gpu": dict(data="celeba-faces32", out_dir="runs/faces-gpu", steps=100000, batch_size=128, lr=2e-3,
                       warmup_steps=200, eval_every=1000, eval_images=1000, sample_every=0, ckpt_every=1000,
