@@ -7,34 +7,26 @@ Saved beside the model it judges (`weights/mnist-class/classifier/`) and loaded 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .hub import PretrainedMixin
+from .shapes import SavedConfig
 
 if TYPE_CHECKING:
     from .data import ImageDataset
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(SavedConfig):
     image_channels: int = 1
     image_size: int = 28
     num_classes: int = 10
     levels: int = 256
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class DigitClassifier(nn.Module, PretrainedMixin):

@@ -5,20 +5,18 @@ They sit below `conditioning` (a "sketch" condition draws with a `DeconvDecoder`
 `shapes` and `hub`; the auto-encoders that join them to a PixelCNN live in `autoencoder`.
 """
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .hub import PretrainedMixin
-from .shapes import ImageShape
+from .shapes import ImageShape, SavedConfig
 
 
 @dataclass(frozen=True)
-class EncoderConfig(ImageShape):
+class EncoderConfig(SavedConfig, ImageShape):
     """image_channels, image_size (int or (H, W)), levels: the images it reads; code_dim: m, the
     length of the code; channels: width of the first convolution (doubled at each stride).
 
@@ -31,21 +29,9 @@ class EncoderConfig(ImageShape):
     channels: int = 32
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, list):
-            object.__setattr__(self, "image_size", tuple(self.image_size))
+        self.tuple_image_size()
         if self.image_channels not in (1, 3) or self.code_dim < 1 or self.channels < 1 or self.levels < 2:
             raise ValueError(f"EncoderConfig: invalid {self}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if isinstance(self.image_size, tuple):
-            out["image_size"] = list(self.image_size)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EncoderConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def code_network_shape(config: EncoderConfig) -> tuple[list[int], tuple[int, int]]:
@@ -77,7 +63,7 @@ class ConvEncoder(nn.Module, PretrainedMixin):
         self.to_code = nn.Linear(widths[-1] * grid[0] * grid[1], config.code_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.to(self.to_code.weight.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
+        x = self.config.scale(x, self.to_code.weight.dtype)
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)
         return self.to_code(x.flatten(1))

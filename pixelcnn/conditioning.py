@@ -142,12 +142,6 @@ class Condition(nn.Module):
         mask = torch.rand(h.shape[0], 1, generator=generator, device=h.device) < p
         return torch.where(mask, self.null(h.shape[0]).to(h.dtype), h)
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
-        # checkpoints from before the null condition: give them the kind's default null
-        if self.width and prefix + "null_h" not in state_dict:
-            state_dict[prefix + "null_h"] = self.default_null(state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def broadcast(self, cond: Any, n: int) -> Any:
         """One condition for all n images -> one per image; a batch passes unchanged."""
         if cond is None or self.width == 0:
@@ -192,11 +186,6 @@ class Condition(nn.Module):
         """What the model adds to its logits given h (B, levels, C, H, W), or None (every kind but
         an "image" one trained with its sketch prior)."""
         return None
-
-    def forward(self, cond: Any, batch_size: int, *, device: torch.device | None = None,
-                dtype: torch.dtype = torch.float32) -> Tensor | None:
-        """Raw condition or h -> what the layers read: (B, F), (B, S, H, W) or None."""
-        return self.layer_input(self.encode(cond, batch_size, device=device, dtype=dtype))
 
 
 class NoCondition(Condition):

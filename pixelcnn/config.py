@@ -1,13 +1,13 @@
 """`PixelCNNConfig`: everything needed to rebuild a model, stored as `config.json`."""
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 
 from .conditioning import CONDITIONS, condition_class
-from .shapes import ImageShape
+from .shapes import ImageShape, SavedConfig
 
 # config.architecture -> model class: filled as the model classes are defined (`model._PixelCNNBase`),
 # read by `build_model` and config validation
@@ -15,7 +15,7 @@ ARCHITECTURES: dict[str, type] = {}
 
 
 @dataclass(frozen=True)
-class PixelCNNConfig(ImageShape):
+class PixelCNNConfig(SavedConfig, ImageShape):
     """Shape of the data, size of the network and kind of conditioning. Frozen: change a copy with
     `dataclasses.replace(config, n_layers=20)` or `config.replace(n_layers=20)`.
 
@@ -69,8 +69,7 @@ class PixelCNNConfig(ImageShape):
     architecture: str = "gated"
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, list):  # JSON has no tuples
-            object.__setattr__(self, "image_size", tuple(self.image_size))
+        self.tuple_image_size()
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
         self.validate()
@@ -142,20 +141,10 @@ class PixelCNNConfig(ImageShape):
 
     # ----------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = super().to_dict()
         if self.class_names is None:
             del out["class_names"]  # keeps config.json free of an empty field
-        else:
-            out["class_names"] = list(self.class_names)
-        if isinstance(self.image_size, tuple):
-            out["image_size"] = list(self.image_size)
         return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PixelCNNConfig":
-        """Build a config from a dict, ignoring keys that are not fields."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)

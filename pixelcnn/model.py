@@ -70,7 +70,7 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
 
     def scale(self, x: Tensor) -> Tensor:
         """Integer images -> floats in [-1, 1], the network's input (B, C, H, W)."""
-        return x.to(self.dtype) * (2.0 / (self.config.levels - 1)) - 1.0
+        return self.config.scale(x, self.dtype)
 
     def encode_condition(self, cond: Any, batch_size: int) -> Tensor | None:
         """A raw condition (class ids, vectors) or h -> validated h (B, F) on the model, or None.

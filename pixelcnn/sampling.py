@@ -35,8 +35,9 @@ both engines draw the same image whenever their logits agree.
 import numbers
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -147,7 +148,7 @@ def given_top_rows(images: Tensor, rows: int) -> Tensor:
 class NaiveEngine:
     """Logits of one sub-pixel from a full forward pass over the current images."""
 
-    def __init__(self, model: GatedPixelCNN | PixelCNN, images: Tensor, h: Tensor | None, start: int) -> None:
+    def __init__(self, model: GatedPixelCNN | PixelCNN, images: Tensor, h: Tensor | None) -> None:
         self.model, self.images, self.h = model, images, h
 
     @torch.no_grad()
@@ -169,7 +170,8 @@ class CachedEngine:
     Layer 0's input is the scaled image, written into both on every commit.
     """
 
-    def __init__(self, model: GatedPixelCNN, images: Tensor, h: Tensor | None, start: int) -> None:
+    def __init__(self, model: GatedPixelCNN, images: Tensor, h: Tensor | None, start: int = 0) -> None:
+        """start: the length of the known raster prefix of `images` (its activations are filled in)."""
         cfg = model.config
         self.model, self.images = model, images
         n, height, width = images.shape[0], cfg.height, cfg.width
@@ -273,11 +275,11 @@ class GuidedEngine:
     """Guided logits of one sub-pixel from an engine over 2n rows: the n images under their
     conditions h, then the same n images under the null condition."""
 
-    def __init__(self, engine_class: type, model: GatedPixelCNN | PixelCNN, images: Tensor, h: Tensor,
-                 start: int, guidance: float) -> None:
+    def __init__(self, make_engine: Callable[..., Any], model: GatedPixelCNN | PixelCNN, images: Tensor, h: Tensor,
+                 guidance: float) -> None:
         self.images, self.n, self.guidance = images, images.shape[0], guidance
         null = model.condition.null(self.n).to(device=h.device, dtype=h.dtype)
-        self.inner = engine_class(model, torch.cat([images, images]), torch.cat([h, null]), start)
+        self.inner = make_engine(model, torch.cat([images, images]), torch.cat([h, null]))
 
     def logits(self, i: int, j: int, c: int) -> Tensor:
         """(n, levels): l_null + w (l_cond - l_null)."""
@@ -361,11 +363,12 @@ def build_engine(model: GatedPixelCNN | PixelCNN, images: Tensor, h: Tensor | No
                  guidance: float, prior: SketchPrior | None) -> Any:
     """The engine of one stream: cached or naive, wrapped for guidance (w != 1) and for a sketch
     prior (strength > 0); plain sampling is the bare engine."""
-    engine_class = CachedEngine if method == "cached" else NaiveEngine
+    # the cached engine fills in the activations of a given prefix; the naive one recomputes everything
+    make_engine = partial(CachedEngine, start=start) if method == "cached" else NaiveEngine
     if guidance == 1:
-        engine = engine_class(model, images, h, start)
+        engine = make_engine(model, images, h)
     else:
-        engine = GuidedEngine(engine_class, model, images, h, start, guidance)
+        engine = GuidedEngine(make_engine, model, images, h, guidance)
     if prior is not None and prior.strength > 0:
         engine = PriorEngine(engine, prior, model.config.levels, images.device, choice_dtype(model))
     return engine
@@ -384,13 +387,15 @@ def raster_uniforms(model: GatedPixelCNN | PixelCNN, n: int, seed: int, shared_n
 def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | None = None,
            temperature: float = 1.0, method: str = "cached", given: Tensor | None = None,
            every: int | None = None, shared_noise: bool = False, guidance: float = 1.0,
-           prior: SketchPrior | None = None) -> Iterator[SampleProgress]:
+           prior: SketchPrior | None = None, clock: Callable[[], float] = time.perf_counter
+           ) -> Iterator[SampleProgress]:
     """Generate n images and yield a `SampleProgress` every `every` sub-pixels and at the end.
 
     Arguments are those of `sample`; `every` defaults to one row (W * C sub-pixels). The last event
     holds exactly what `sample` returns. Closing the generator stops the work at once.
     shared_noise: every image uses the noise of image 0, so images differ only by their condition
     (interpolation rows).
+    clock: the timer of `SampleProgress.elapsed` (seconds; a test passes its own).
     """
     cfg = model.config
     _check_stream(model, n, method, temperature)
@@ -411,9 +416,9 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
     busy = 0.0  # generation time, without the time spent suspended at a yield
 
     def event(done: int) -> SampleProgress:
-        return SampleProgress(images.clone(), order < done, done, total, busy + time.perf_counter() - t0)
+        return SampleProgress(images.clone(), order < done, done, total, busy + clock() - t0)
 
-    t0 = time.perf_counter()
+    t0 = clock()
     engine = build_engine(model, images, h, start, method, guidance, prior)
     channels, width, dtype = cfg.image_channels, cfg.width, uniform.dtype
     for k in range(start, total):
@@ -425,7 +430,7 @@ def stream(model: GatedPixelCNN | PixelCNN, n: int, cond=None, *, seed: int | No
             progress = event(k + 1)
             busy = progress.elapsed
             yield progress
-            t0 = time.perf_counter()
+            t0 = clock()
     yield event(total)
 
 

@@ -1,7 +1,24 @@
-"""`ImageShape`: what every config that describes images shares (PixelCNN and codec configs)."""
+"""What every saved config shares: `SavedConfig` (to and from config.json) and `ImageShape` (the size
+of the images, their check and their scaling)."""
+
+import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor
+
+
+class SavedConfig:
+    """`to_dict` / `from_dict` of a config dataclass saved as config.json: tuples are written as lists
+    (JSON has no tuples), and keys that are not fields are ignored on the way back (older files)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class ImageShape:
@@ -11,6 +28,15 @@ class ImageShape:
     image_size: int | tuple[int, int]
     image_channels: int
     levels: int
+
+    def tuple_image_size(self) -> None:
+        """An (H, W) image_size read from JSON as a list becomes a tuple again (frozen dataclasses)."""
+        if isinstance(self.image_size, list):
+            object.__setattr__(self, "image_size", tuple(self.image_size))
+
+    def scale(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        """Integer images -> floats in [-1, 1] of `dtype`, what every network here reads."""
+        return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
     @property
     def height(self) -> int:

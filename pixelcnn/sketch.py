@@ -15,7 +15,6 @@ sub-folder per part, which `pixelcnn.from_pretrained` loads as one object.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,14 +25,14 @@ from torch import Tensor, nn
 from .codecs import ConvEncoder, DeconvDecoder, EncoderConfig
 from .hub import CompositeMixin, PretrainedMixin
 from .model import GatedPixelCNN
-from .shapes import ImageShape
+from .shapes import ImageShape, SavedConfig
 
 SKETCH_LOSSES = ("mse", "l1")
 LATENT_SEED_OFFSET = 0x5EED  # z is drawn from seed + this, so it is not the pixel noise of the same seed
 
 
 @dataclass(frozen=True)
-class SketchConfig(ImageShape):
+class SketchConfig(SavedConfig, ImageShape):
     """image_channels, image_size, levels: the images it draws; cond_dim: the embedding's length;
     channels: the width of the decoder's last hidden layer (doubled at each coarser scale);
     loss: "mse" (the average face) or "l1" (the median face);
@@ -53,24 +52,12 @@ class SketchConfig(ImageShape):
     encoder_channels: int = 32
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, list):
-            object.__setattr__(self, "image_size", tuple(self.image_size))
+        self.tuple_image_size()
         if self.loss not in SKETCH_LOSSES:
             raise ValueError(f"SketchConfig: loss must be one of {SKETCH_LOSSES}, got {self.loss!r}")
         if (self.image_channels not in (1, 3) or self.cond_dim < 1 or self.channels < 1 or self.levels < 2
                 or self.latent_dim < 0 or self.kl_weight < 0 or self.encoder_channels < 1):
             raise ValueError(f"SketchConfig: invalid {self}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if isinstance(self.image_size, tuple):
-            out["image_size"] = list(self.image_size)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SketchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class EmbeddingSketch(nn.Module, PretrainedMixin):

@@ -46,8 +46,6 @@ CHECKPOINT = "checkpoint.pt"
 __all__ = ["Trainer", "TrainConfig", "TrainingError", "build_trainable", "evaluate", "main", "parse_args", "train"]
 
 
-
-
 # ------------------------------------------------------------------------------------ what is trained
 class Objective(nn.Module):
     """The trainable's own loss as a module, so DDP wraps the call that computes it; with

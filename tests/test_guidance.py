@@ -45,7 +45,7 @@ def test_guided_logits_are_the_formula_on_full_forward_passes(conditioning, w):
     with torch.no_grad():
         l_cond, l_null = model(x, h), model(x, model.condition.null(n))
     for engine_class in (NaiveEngine, CachedEngine):
-        engine = GuidedEngine(engine_class, model, torch.zeros_like(x), h, 0, w)
+        engine = GuidedEngine(engine_class, model, torch.zeros_like(x), h, w)
         for k in range(cfg.num_subpixels):  # write x in raster order, checking every sub-pixel's logits
             pixel, c = divmod(k, cfg.image_channels)
             i, j = divmod(pixel, cfg.width)
@@ -88,12 +88,12 @@ def test_guided_logits_are_causal_at_every_subpixel(channels):
         later = (order >= k).expand_as(x)
         logits = []
         for images in (x, torch.where(later, noise, x)):
-            engine = GuidedEngine(NaiveEngine, model, images.clone(), h, 0, 3.0)
+            engine = GuidedEngine(NaiveEngine, model, images.clone(), h, 3.0)
             logits.append(engine.logits(i, j, c))
         leak = (logits[0] - logits[1]).abs().max().item()  # float64: a structural zero stays below 1e-10
         assert leak < 1e-10, f"sub-pixel {k} saw itself or a later one ({leak})"
         if k:
-            engine = GuidedEngine(NaiveEngine, model, torch.where(order >= k - 1, noise, x).clone(), h, 0, 3.0)
+            engine = GuidedEngine(NaiveEngine, model, torch.where(order >= k - 1, noise, x).clone(), h, 3.0)
             moved = max(moved, (engine.logits(i, j, c) - logits[0]).abs().max().item())
     assert moved > 1e-3, "the test is vacuous: no earlier sub-pixel influenced the guided logits"
 
@@ -125,18 +125,19 @@ def test_an_unconditional_model_cannot_be_guided_but_w1_still_works():
 
 # ------------------------------------------------------------------------------------ the null condition
 def test_null_defaults_for_checkpoints_saved_before_it(tmp_path):
-    """A state without null_h loads with the kind's average: the uniform class mix, the standardisation mean."""
+    """A state without null_h is completed with the kind's average (`complete_state`, which
+    from_pretrained applies): the uniform class mix, the standardisation mean."""
     config = tiny_config(conditioning="class", size=(3, 3))
     model = pixelcnn.build_model(config)
     state = {k: v for k, v in model.state_dict().items() if k != "condition.null_h"}
     fresh = pixelcnn.build_model(config)
-    fresh.load_state_dict(state)
+    fresh.load_state_dict(fresh.complete_state(state))
     assert torch.allclose(fresh.condition.null_h, torch.full((5,), 0.2))
     vector = pixelcnn.build_model(tiny_config(conditioning="vector", size=(3, 3), standardise_cond=True))
     vector.condition.fit_statistics(torch.randn(50, 3) + 4)
     state = {k: v for k, v in vector.state_dict().items() if k != "condition.null_h"}
     loaded = pixelcnn.build_model(vector.config)
-    loaded.load_state_dict(state)
+    loaded.load_state_dict(loaded.complete_state(state))
     assert torch.allclose(loaded.condition.null_h, vector.condition.cond_mean.float())
     # the same through save_pretrained / from_pretrained of an older folder
     import safetensors.torch

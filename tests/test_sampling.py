@@ -18,7 +18,7 @@ def lockstep(model, n, cond, seed, temperature=1.0, given=None):
     cfg = model.config
     images, start = sampling._check_given(model, given, n)
     cond = model.encode_condition(model.condition.broadcast(cond, n), n)
-    naive = NaiveEngine(model, images.clone(), cond, start)
+    naive = NaiveEngine(model, images.clone(), cond)
     cached = CachedEngine(model, images.clone(), cond, start)
     gen = torch.Generator().manual_seed(seed)
     gap = 0.0
@@ -147,15 +147,22 @@ def test_naive_sampling_works_for_the_original_pixelcnn():
 
 
 def test_stream_elapsed_counts_generation_only():
-    """A slow-motion player pauses between events; the pause must not lower the reported rate."""
+    """A slow-motion player pauses between events; the pause must not lower the reported rate. The
+    clock is the test's own: generation takes 1 s per sub-pixel, each pause 100 s."""
     model = random_model("gated", tiny_config(channels=1, size=(4, 4)))
-    pause, events, wall = 0.15, [], time.perf_counter()
-    for event in stream(model, 1, seed=0, every=4):
+    now = [0.0]
+
+    class Clock:
+        def __call__(self) -> float:
+            now[0] += 1.0  # read at the start and the end of each block: 1 s of generation per block
+            return now[0]
+
+    events = []
+    for event in stream(model, 1, seed=0, every=4, clock=Clock()):
         events.append(event)
-        time.sleep(pause)
-    wall = time.perf_counter() - wall
-    assert len(events) == 4 and wall >= 4 * pause
-    assert events[-1].elapsed < pause, "the time spent paused between events was counted as generation time"
+        now[0] += 100.0  # the player pauses
+    assert len(events) == 4 and now[0] > 400
+    assert [e.elapsed for e in events] == [1.0, 2.0, 3.0, 4.0], [e.elapsed for e in events]
 
 
 def test_stream_reports_progress_and_ends_with_the_sample():
