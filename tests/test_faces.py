@@ -278,3 +278,24 @@ def test_an_older_flat_portraits_entry_is_replaced_not_mixed_in():
     new = {"celeba-faces32": {"guidance": {}, "people": 3}}
     assert measured_sets({**old, **new}) == new and measured_sets(3) == {}
     assert portraits_card(old) == ""
+
+
+def test_the_sketch_measurement_runs_end_to_end_and_fills_the_sketch_card(tmp_path):
+    """Sketches of 4 people x 3 photos identified by dlib, at z = 0 and at a temperature, from the first
+    photo only, their MSE; written to the sketch's metrics.json and card."""
+    from pixelcnn.data import ImageDataset
+    from pixelcnn.experiments.sketches import evaluate_sketches, sketch_card
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (12, 3, 8, 8), generator=gen, dtype=torch.uint8)
+    vectors = torch.randn(12, EMBEDDING_DIM, generator=gen) * 0.05
+    test = ImageDataset(images, torch.arange(4).repeat_interleave(3), [str(k) for k in range(4)], "faces", "test",
+                        vectors)
+    sketcher = tiny_portrait_model(size=8).sketch
+    result = evaluate_sketches(sketcher, test, temperature=1.0)
+    assert result["people"] == 4 and result["photos"] == 12 and result["chance"] == 0.25
+    for key in ("at_zero", "at_temperature", "first_photo"):
+        assert 0 <= result[key]["top1"] <= result[key]["top5"] <= 1 and 0 <= result[key]["face_found"] <= 1
+    assert result["at_temperature"]["variety"] > 0 and 0 < result["mse"] < 1
+    card = sketch_card({"celeba-faces32": result})
+    assert "| `celeba-faces32` (4 people, 12 photos) |" in card and "at temperature 1" in card
