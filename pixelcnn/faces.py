@@ -28,8 +28,11 @@ from .images import UploadError
 
 EMBEDDING_DIM = 128
 CHIP_SIZE = 150             # dlib's aligned face chip, the descriptor's input
-DETECT_MAX_PIXELS = 12_000_000   # larger photos are scaled down to this before detection (~1 s of HOG)
-UPSAMPLE_MAX_PIXELS = 3_000_000  # photos up to this size are also searched at twice their size (faces >= ~40 px)
+DETECT_MAX_PIXELS = 12_000_000   # larger photos are scaled down to this before detection
+# photos up to this size are searched at twice their size too, so that faces from about 40 px are found
+# (HOG's window is 80 px): 2.6 s of HOG on one core at 12 megapixels, on the grey photo
+UPSAMPLE_MAX_PIXELS = 12_000_000
+SMALLEST_FACE_PX = 40
 TURN_MAX_SIDE = 1600             # a photo searched turned is scaled to this side first (a sideways face is big)
 CONFIDENT_SCORE = 0.5       # HOG scores from here up are faces as they stand
 CANDIDATE_SCORE = -0.5      # HOG scores from here to CONFIDENT_SCORE are faces only if the CNN detector agrees
@@ -103,7 +106,9 @@ class DlibFaceEmbedder:
         if upsample is None:
             upsample = 1 if rgb.shape[0] * rgb.shape[1] <= UPSAMPLE_MAX_PIXELS else 0
         checks = [MAX_CHECKS] if checks is None else checks
-        boxes, scores, _ = self.detector.run(rgb, upsample, CANDIDATE_SCORE)
+        # HOG on the grey photo: the same faces as on its three colours, in 70% of the time
+        grey = np.asarray(Image.fromarray(rgb).convert("L"))
+        boxes, scores, _ = self.detector.run(grey, upsample, CANDIDATE_SCORE)
         faces = []
         for box, score in sorted(zip(boxes, scores), key=lambda pair: -pair[1]):
             if score >= CONFIDENT_SCORE:
@@ -154,8 +159,9 @@ class DlibFaceEmbedder:
             if faces:
                 break
         else:
-            raise NoFaceError("no face found in the photo (tried it upright and turned); use a photo where one "
-                              "face is clearly visible, about 40 pixels across or more")
+            raise NoFaceError(f"no face found in the photo (tried it upright and turned); use a photo where one "
+                              f"face is clearly visible, about {SMALLEST_FACE_PX} pixels across or more (in photos up "
+                              f"to {DETECT_MAX_PIXELS // 1_000_000} megapixels; larger ones are scaled down first)")
         if turn:
             notices.append(f"no face upright, so the photo was turned by {turn} degrees to find one")
         if len(faces) > 1:

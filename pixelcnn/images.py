@@ -73,13 +73,27 @@ def open_image(source: str | Path | bytes, max_pixels: int | None = MAX_UPLOAD_P
         raise UploadError("the file is not an image that Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP ...)") from e
     except (OSError, ValueError) as e:
         raise UploadError(f"the image file is damaged or truncated: {e}") from e
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+    if img.mode == "F":
+        img, note = float_to_8_bits(np.asarray(img, dtype=np.float64))
+        notices.append(note)
+    elif img.mode in ("I", "I;16", "I;16B", "I;16L"):
         array = np.asarray(img, dtype=np.float64)
         top = 65535.0 if array.max() > 255 else 255.0
         img = Image.fromarray(np.clip(np.round(array / top * 255), 0, 255).astype(np.uint8))
-        notices.append(f"converted from {16 if top > 255 else 8}-bit {'' if top > 255 else 'integer '}"
-                       f"grey to 8 bits")
+        notices.append(f"converted from {16 if top > 255 else 8}-bit integer grey to 8 bits")
     return img, notices
+
+
+def float_to_8_bits(array: np.ndarray) -> tuple[Image.Image, str]:
+    """A floating-point grey image, whatever its range (0 to 1, 0 to 0.77, -3 to 40 ...) -> 8 bits,
+    stretched from its own range to 0-255, and the notice that says so. UploadError for NaN or inf."""
+    if not np.isfinite(array).all():
+        raise UploadError("the floating-point image holds NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+    picture = Image.fromarray(np.clip(np.round(scaled), 0, 255).astype(np.uint8))
+    return picture, (f"a floating-point grey image with values from {low:.3g} to {high:.3g}: stretched from that "
+                     f"range to 0-255")
 
 
 def quantise(images: Tensor, levels: int) -> Tensor:

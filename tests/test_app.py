@@ -62,7 +62,9 @@ def weights(tmp_path_factory) -> Path:
     # a small portrait model conditioned on 128-number face embeddings, with two example faces
     faces = pixelcnn.PixelCNNConfig(image_channels=3, image_size=8, hidden_channels=12, n_layers=3,
                                     head_channels=12, conditioning="vector", cond_dim=128)
-    pixelcnn.GatedPixelCNN(faces).save_pretrained(root / "faces")
+    sketch = pixelcnn.EmbeddingSketch(pixelcnn.SketchConfig(image_size=8, cond_dim=128, channels=4, latent_dim=2,
+                                                            encoder_channels=4))
+    pixelcnn.PortraitModel(sketch, pixelcnn.GatedPixelCNN(faces)).save_pretrained(root / "faces")  # as shipped
     (root / "faces" / "examples").mkdir()
     for k, crop in enumerate(face_crops(2)):
         Image.fromarray(crop).resize((128, 128)).save(root / "faces" / "examples" / f"person-{k}.png")

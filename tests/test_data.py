@@ -233,3 +233,17 @@ def test_a_source_without_its_own_test_split_holds_out_files_or_people_and_never
     assert not as_set(train) & as_set(test)
     with pytest.raises(DatasetError, match="ask for 'train', 'test' or 'all'"):
         load_dataset(f"folder:{root}", "validation", cache_dir=tmp_path / "cache")
+
+
+def test_a_float_tiff_is_stretched_from_its_own_range_and_says_so(tmp_path):
+    """A floating-point image (values 0 to 0.77) is not a dark 8-bit one: its range becomes 0-255."""
+    from pixelcnn.images import UploadError, load_upload
+
+    values = np.linspace(0, 0.77, 28 * 28, dtype=np.float32).reshape(28, 28)
+    Image.fromarray(values, mode="F").save(tmp_path / "float.tif")
+    x, notices = load_upload(tmp_path / "float.tif", PixelCNNConfig(image_channels=1, image_size=28))
+    assert int(x.max()) == 255 and int(x.min()) == 0 and 120 < x.float().mean() < 135
+    assert any("floating-point" in n and "0 to 0.77" in n and "stretched" in n for n in notices), notices
+    Image.fromarray(np.full((4, 4), np.nan, dtype=np.float32), mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(UploadError, match="NaN"):
+        load_upload(tmp_path / "nan.tif", PixelCNNConfig(image_channels=1, image_size=28))

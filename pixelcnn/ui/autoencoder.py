@@ -10,8 +10,8 @@ import gradio as gr
 from ..autoencoder import (RECONSTRUCTION_GUIDANCE, MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction,
                            reconstructions)
 from ..images import display_scale, image_grid
-from .common import (Page, Stopper, Tab, checked_count, picture, play, progress_text, read_upload, refused_note,
-                     refusing, render_frame, sampling_controls, stop_note)
+from .common import (Page, Stopper, Tab, checked_count, checked_seed, checked_temperature, picture, play,
+                     progress_text, read_upload, refused_note, refusing, render_frame, sampling_controls, stop_note)
 from .models import Explorer
 
 STOP = Stopper()
@@ -148,7 +148,7 @@ def encode_and_decode(explorer: Explorer, path: str | None, example: str | None,
     columns = min(n, 4) if n <= 8 else math.ceil(math.sqrt(n))
     grid_scale = display_scale(cfg.width, columns, target=640)
     note = ("Notice: " + "; ".join(notices) + ". ") if notices else ""
-    events = reconstructions(model, x, n, seed=int(seed or 0), temperature=float(temperature or 0),
+    events = reconstructions(model, x, n, seed=checked_seed(seed), temperature=checked_temperature(temperature),
                              guidance=guidance)
     key = STOP.start(request)
     for event in play(events, "row by row", cfg.height * cfg.width, n):

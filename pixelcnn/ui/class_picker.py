@@ -7,8 +7,9 @@ import gradio as gr
 
 from ..images import display_scale
 from ..sampling import CLASS_GUIDANCE, stream
-from .common import (PLAYBACK, SUBPIXEL_NOTE, Page, Stopper, Tab, checked_count, gallery, picture, play, progress_text,
-                     refused_note, refusing, render_frame, sampling_controls, stop_note)
+from .common import (PLAYBACK, SUBPIXEL_NOTE, Page, Stopper, Tab, checked_count, checked_seed, checked_temperature,
+                     gallery, picture, play, progress_text, refused_note, refusing, render_frame, sampling_controls,
+                     stop_note)
 from .models import Explorer, class_choices, sampling_condition
 
 RECENT = 6
@@ -62,19 +63,18 @@ def generate(explorer: Explorer, choice: str, name: str | None, n: float, temper
     model = explorer.model(choice)
     cfg = model.config
     n = checked_count(n, "samples")
-    if temperature is None or not 0 <= float(temperature) <= 10:
-        raise gr.Error("temperature must lie between 0 and 10")
+    temperature = checked_temperature(temperature)
     if mode not in PLAYBACK:
         raise gr.Error(f"playback must be one of {PLAYBACK}")
     cond = sampling_condition(model, name)
     guidance = 1.0 if cond is None else float(guidance if guidance is not None else CLASS_GUIDANCE)
     if not 0 <= guidance <= 8:
         raise gr.Error("guidance must lie between 0 and 8")
-    seed = int(seed or 0)
+    seed = checked_seed(seed)
     columns = math.ceil(math.sqrt(n))
     scale = display_scale(cfg.width, columns)
     every = cfg.image_channels if mode == "pixel by pixel" else None  # one event per pixel, or per row
-    events = stream(model, n, cond, seed=seed, temperature=float(temperature), every=every, guidance=guidance)
+    events = stream(model, n, cond, seed=seed, temperature=temperature, every=every, guidance=guidance)
     label = f"{name or 'sample'} · seed {seed}" + (f" · guidance {guidance:g}" if guidance != 1 else "")
     key = STOP.start(request)
     for event in play(events, mode, cfg.height * cfg.width, n):

@@ -139,6 +139,25 @@ def checked_count(n: float | None, what: str, most: int = MAX_SAMPLES) -> int:
     return int(n)
 
 
+def checked_seed(seed: float | None) -> int:
+    """The seed box's value as the sampler takes it: any whole number, however large (the library takes
+    it modulo 2**64, so 1e30 and 99999999999999999999 draw like any other seed); a gr.Error for an
+    empty box or one that holds no number."""
+    if seed is None:
+        raise gr.Error("the seed box is empty: enter a whole number (any size)")
+    if isinstance(seed, float) and not math.isfinite(seed):
+        raise gr.Error("the seed must be a finite whole number")
+    return int(round(seed)) if isinstance(seed, float) else int(seed)
+
+
+def checked_temperature(temperature: float | None) -> float:
+    """The temperature slider's value, or a gr.Error for an empty box (which would otherwise draw with
+    temperature 0, every image a flat argmax)."""
+    if temperature is None:
+        raise gr.Error("the temperature box is empty: enter a number from 0 to 2 (1 samples the model as trained)")
+    return float(temperature)
+
+
 def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
     """A gallery that shows whole images with their captions, pixelated."""
     return cached_pictures(gr.Gallery(label=label, columns=columns, fit_columns=False, height=250,

@@ -10,7 +10,7 @@ import torch
 
 from ..images import completion_picture, display_scale, distribution_figure, heat_map_with_bar, image_grid
 from ..sampling import given_top_rows, stream
-from .common import ROW_FRAME_S, Page, Tab, paced, picture, read_upload, refused_note, refusing, slider
+from .common import ROW_FRAME_S, Page, Tab, checked_seed, paced, picture, read_upload, refused_note, refusing, slider
 from .models import AUTO_CLASS, Explorer, class_choices, class_index
 
 UNIFORM_WARNING = ("**This image is far outside what the model learnt**: above 8 bits/dim it costs more than "
@@ -133,7 +133,7 @@ def complete(explorer: Explorer, state: dict[str, Any] | None, rows: float, seed
     if not 1 <= rows < cfg.height:
         raise gr.Error(f"keep between 1 and {cfg.height - 1} rows")
     cond = torch.tensor([state["class"]]) if state["class"] is not None else None
-    events = stream(model, 1, cond, seed=int(seed or 0), given=given_top_rows(state["x"], rows))
+    events = stream(model, 1, cond, seed=checked_seed(seed), given=given_top_rows(state["x"], rows))
     for event in paced(events, ROW_FRAME_S):
         yield completion_picture(state["x"], event.images, rows, cfg.levels, state["scale"])
 
