@@ -202,13 +202,24 @@ def distribution_figure(probs: Tensor, actual: Tensor | None = None, channel_nam
     names = channel_names or (["grey"] if channels == 1 else ["R", "G", "B"])
     colours = ["0.3"] if channels == 1 else ["#d62728", "#2ca02c", "#1f77b4"]
     fig, axes = plt.subplots(channels, 1, figsize=(7.5, 1.7 * channels + 0.9), squeeze=False, sharex=True)
+    margin = max(2.0, 0.02 * levels)  # the bars at 0 and at the top level stand clear of the axes
     for c in range(channels):
         ax = axes[c, 0]
-        ax.bar(range(levels), probs[c].detach().cpu().numpy(), width=1.0, color=colours[c], label="p(value)")
+        p = probs[c].detach().float().cpu().numpy()
+        # an edge as wide as a bar: a bar one level wide is two pixels, and would hide in a thin line
+        ax.bar(range(levels), p, width=1.0, color=colours[c], edgecolor=colours[c], linewidth=1.5, label="p(value)",
+               zorder=2)
+        best = int(p.argmax())
+        ax.plot([best], [p[best]], marker="v", color=colours[c], markersize=7, zorder=3,
+                transform=ax.transData + matplotlib.transforms.ScaledTranslation(0, 6 / 72, fig.dpi_scale_trans))
+        left = best < levels / 2
+        ax.annotate(f"most likely: {best} (p = {p[best]:.2f})", (best, p[best]), xytext=(8 if left else -8, 4),
+                    textcoords="offset points", ha="left" if left else "right", va="bottom", fontsize=8)
         if actual is not None:
-            ax.axvline(int(actual[c]), color="k", linestyle="--", linewidth=1, label="actual value")
+            ax.axvline(int(actual[c]), color="k", linestyle="--", linewidth=1, label="actual value", zorder=1)
         ax.set_ylabel(f"p({names[c]})")
-        ax.set_xlim(-0.5, levels - 0.5)
+        ax.set_xlim(-margin, levels - 1 + margin)
+        ax.set_ylim(0, max(float(p.max()) * 1.35, 1e-3))
     if actual is not None:
         axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     axes[-1, 0].set_xlabel("value")
@@ -243,25 +254,29 @@ def heat_map_with_bar(values: Tensor, scale: int, label: str = "bits", marker: t
                       cmap: str = "magma") -> Image.Image:
     """`heat_map` with a colour bar on the right (0 to the maximum, labelled) and an optional
     outlined (row, col) marker."""
-    from PIL import ImageDraw
-
     from matplotlib import colormaps
+    from PIL import ImageDraw, ImageFont
 
     picture = heat_map(values, scale=scale, cmap=cmap)
     if marker is not None:
         picture = outline_pixel(picture, *marker, scale=scale, image_size=tuple(values.shape), padding=0,
                                 colour=(40, 200, 255))
     top = float(values.max()) if values.numel() else 0.0
-    bar_w, gap, text_w = max(10, picture.height // 20), 6, 70
-    canvas = Image.new("RGB", (picture.width + gap + bar_w + text_w, picture.height), (255, 255, 255))
-    canvas.paste(picture, (0, 0))
+    font = ImageFont.load_default(size=max(14, picture.height // 18))
+    labels = (f"{top:.1f} {label}", f"0 {label}")
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max(measure.textbbox((0, 0), text, font=font)[2] for text in labels) + 8
+    text_h = max(measure.textbbox((0, 0), text, font=font)[3] for text in labels)
+    bar_w, gap, pad = max(10, picture.height // 20), 6, text_h // 2 + 2  # pad: room for half a label
+    canvas = Image.new("RGB", (picture.width + gap + bar_w + text_w, picture.height + 2 * pad), (255, 255, 255))
+    canvas.paste(picture, (0, pad))
     ramp = colormaps[cmap](np.linspace(1, 0, picture.height))[:, :3]
     bar = (np.repeat(ramp[:, None, :], bar_w, axis=1) * 255).astype(np.uint8)
-    canvas.paste(Image.fromarray(bar), (picture.width + gap, 0))
+    canvas.paste(Image.fromarray(bar), (picture.width + gap, pad))
     draw = ImageDraw.Draw(canvas)
     x = picture.width + gap + bar_w + 4
-    draw.text((x, 0), f"{top:.1f} {label}", fill=(0, 0, 0))
-    draw.text((x, picture.height - 12), f"0 {label}", fill=(0, 0, 0))
+    draw.text((x, pad), labels[0], fill=(0, 0, 0), font=font, anchor="lm")  # beside the bar's top and bottom
+    draw.text((x, pad + picture.height - 1), labels[1], fill=(0, 0, 0), font=font, anchor="lm")
     return canvas
 
 
