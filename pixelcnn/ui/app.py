@@ -10,7 +10,7 @@ import gradio as gr
 from .. import from_pretrained
 from ..hub import CheckpointError
 from . import autoencoder, blind_spot, class_picker, likelihood, morph, portraits
-from .common import CSS, LOG, Page, refused_note, refusing
+from .common import CSS, HEAD, LOG, Page, refused_note, refusing
 from .models import Explorer, pickable
 
 # the page's tabs, in order: a new tab is a module with a `TAB` and a line here
@@ -101,4 +101,5 @@ def launch(weights: Path, host: str, port: int, share: bool) -> None:
     LOG.setLevel(logging.INFO)
     demo = build(Explorer(weights))
     demo.queue(default_concurrency_limit=2, max_size=32)
-    demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", show_error=True, css=CSS)
+    demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", show_error=True, css=CSS,
+                head=HEAD)

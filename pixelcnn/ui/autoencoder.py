@@ -10,8 +10,9 @@ import gradio as gr
 from ..autoencoder import (RECONSTRUCTION_GUIDANCE, MSEAutoEncoder, PixelCNNAutoEncoder, mse_reconstruction,
                            reconstructions)
 from ..images import display_scale, image_grid
-from .common import (Page, Stopper, Tab, checked_count, checked_seed, checked_temperature, picture, play,
-                     progress_text, read_upload, refused_note, refusing, render_frame, sampling_controls, stop_note)
+from .common import (Page, Stopper, Tab, checked_count, checked_seed, checked_temperature, chosen_file, one_source,
+                     picture, play, progress_text, read_upload, refused_note, refusing, render_frame, sampling_controls,
+                     stop_note)
 from .models import Explorer
 
 STOP = Stopper()
@@ -137,9 +138,7 @@ def encode_and_decode(explorer: Explorer, path: str | None, example: str | None,
     guidance = RECONSTRUCTION_GUIDANCE if guidance is None else float(guidance)
     if not 0 <= guidance <= 8:
         raise gr.Error("guidance must lie between 0 and 8")
-    path = path or pair.examples.get(example or "")
-    if not path:
-        raise gr.Error("upload an image or pick a test image")
+    path = chosen_file(path, example, pair.examples, "upload an image or pick a test image")
     x, notices = read_upload(path, cfg)
     scale = display_scale(cfg.width, target=192, padding=0)
     seen = image_grid(x, nrow=1, levels=cfg.levels, padding=0, scale=scale)
@@ -172,8 +171,7 @@ def wire(tab: AutoEncoderTab, page: Page) -> None:
         refusing(on_decode, nothing_decoded),
         [tab.upload, tab.example, tab.code, tab.n_samples, tab.temperature, tab.seed, tab.guidance],
         [tab.original, tab.mse, tab.decodings, tab.progress], api_name="autoencode", concurrency_limit=2)
-    # a file of the user's own replaces the test image: the dropdown no longer names it
-    tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
+    one_source(tab.upload, tab.example)
 
 
 TAB = Tab("Auto-encoder", layout, wire)

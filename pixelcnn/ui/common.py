@@ -41,9 +41,38 @@ img { image-rendering: pixelated; }
 """
 
 
+# An emptied number box (a slider's, a seed's) goes back to the value it held when the user left it:
+# Gradio's own turns an empty slider box into 0, which runs (temperature 0: every image a flat argmax)
+HEAD = """<script>
+document.addEventListener("focusin", (e) => {
+  if (e.target.matches && e.target.matches("input[type=number]")) e.target.dataset.held = e.target.value;
+}, true);
+document.addEventListener("blur", (e) => {
+  const box = e.target;
+  if (box.matches && box.matches("input[type=number]") && box.value.trim() === "" && box.dataset.held) {
+    box.value = box.dataset.held;
+    box.dispatchEvent(new Event("input", {bubbles: true}));
+  }
+}, true);
+</script>"""
+
+
+def on_the_slider(value: float, control: gr.Slider) -> float:
+    """A typed value as the slider takes it: clamped to its range and snapped to its step (2.5 samples
+    are 3, 999 layers are the most there are)."""
+    value = min(max(float(value), control.minimum), control.maximum)
+    step = control.step or 0
+    if step:
+        value = control.minimum + round((value - control.minimum) / step) * step
+        value = round(min(value, control.maximum), 10)
+    return int(value) if float(step).is_integer() and float(control.minimum).is_integer() else value
+
+
 def slider(*args: Any, **kwargs: Any) -> gr.Slider:
-    """A `gr.Slider` that takes a typed value beyond its range as the nearest end, where Gradio's own
-    refuses it with an error toast that stays (and wipes the outputs of the event it feeds).
+    """A `gr.Slider` whose box shows what runs. A typed value beyond its range, or between its steps,
+    is put back in the box as the value the handlers get (`on_the_slider`), and an emptied box gets
+    back the value it held (`HEAD`), where Gradio's own would refuse it with an error toast that stays,
+    run a different value than the box shows, or read an empty box as 0.
 
     The instance's preprocess is wrapped: a subclass would make Gradio write a .pyi stub beside this
     module at import."""
@@ -51,12 +80,29 @@ def slider(*args: Any, **kwargs: Any) -> gr.Slider:
     refuse_out_of_range = control.preprocess
 
     def clamped(payload: float | None) -> float | None:
-        if payload is not None:
-            payload = min(max(float(payload), control.minimum), control.maximum)
-        return refuse_out_of_range(payload)
+        return None if payload is None else refuse_out_of_range(on_the_slider(payload, control))
 
     control.preprocess = clamped
+    # an emptied box is put back by the page's script (HEAD), which knows what it held
+    control.input(lambda value: gr.skip() if value is None else value, control, control, queue=False,
+                  show_progress="hidden", api_visibility="private")
     return control
+
+
+def number_box(label: str, value: int = 0, elem_id: str | None = None, info: str | None = None) -> gr.Number:
+    """A whole-number box (a seed) whose box shows what runs: a fraction is rounded and an emptied box
+    goes back to `value` as soon as the user leaves it or presses Enter."""
+    box = gr.Number(value=value, precision=0, label=label, elem_id=elem_id, info=info)
+
+    def shown(typed: int | None) -> Any:
+        if typed is None:
+            return value
+        # beyond 2**53 the browser holds no exact integer (1e30 stays as typed; the run takes int(1e30))
+        return typed if abs(typed) < 2 ** 53 else gr.skip()
+
+    for event in (box.blur, box.submit):
+        event(shown, box, box, queue=False, show_progress="hidden", api_visibility="private")
+    return box
 
 
 @dataclass(frozen=True)
@@ -180,7 +226,7 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
     n_samples = slider(1, MAX_SAMPLES, value=n, step=1, label=what, elem_id=f"{elem_id}-count")
     temperature = slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO)
     guidance_control = guidance_slider(*guidance)
-    seed = gr.Number(value=0, precision=0, label="Seed", info=seed_info)
+    seed = number_box("Seed", info=seed_info)
     return n_samples, temperature, guidance_control, seed, run, stop
 
 
@@ -189,6 +235,21 @@ def guidance_slider(default: float, likeness: str, elem_id: str) -> gr.Slider:
     return slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
                      info=f"trades variety for likeness: higher looks more like {likeness} but the images vary "
                           f"less; 1 samples the model as trained, 0 ignores {likeness}")
+
+
+def one_source(upload: gr.File, example: gr.Dropdown) -> None:
+    """One rule for a file and an example in every tab: picking one clears the other, so the handler
+    (`chosen_file`) never uses a file the user no longer means."""
+    upload.upload(lambda: None, None, example, api_visibility="private")
+    example.input(lambda: None, None, upload, api_visibility="private")
+
+
+def chosen_file(path: str | None, example: str | None, examples: dict[str, str], ask: str) -> str:
+    """The file a handler works on: the upload, else the picked example's; a gr.Error saying `ask` if neither."""
+    path = path or examples.get(example or "")
+    if not path:
+        raise gr.Error(ask)
+    return path
 
 
 def read_upload(path: str, config):

@@ -10,7 +10,8 @@ import torch
 
 from ..images import completion_picture, display_scale, distribution_figure, heat_map_with_bar, image_grid
 from ..sampling import given_top_rows, stream
-from .common import ROW_FRAME_S, Page, Tab, checked_seed, paced, picture, read_upload, refused_note, refusing, slider
+from .common import (ROW_FRAME_S, Page, Tab, checked_seed, chosen_file, number_box, one_source, paced, picture,
+                     read_upload, refused_note, refusing, slider)
 from .models import AUTO_CLASS, Explorer, class_choices, class_index
 
 UNIFORM_WARNING = ("**This image is far outside what the model learnt**: above 8 bits/dim it costs more than "
@@ -61,7 +62,7 @@ def layout(explorer: Explorer) -> LikelihoodTab:
     with gr.Row():
         keep_rows = slider(1, max(2, (config.height if config else 28) - 1), value=14, step=1,
                               label="Keep the top rows")
-        complete_seed = gr.Number(value=0, precision=0, label="Seed")
+        complete_seed = number_box("Seed", elem_id="complete-seed")
         complete = gr.Button("Complete the rest", elem_id="complete")
     completion = picture(label="The original (left) and its completion (right); the line marks the kept rows",
                          buttons=["download"], elem_id="completion", elem_classes=["pixelated"])
@@ -79,8 +80,7 @@ def measure(explorer: Explorer, choice: str, path: str | None, name: str | None,
     """(view, heat map, text, state, plot) for an uploaded or test image."""
     model = explorer.model(choice)
     cfg = model.config
-    if not path:
-        raise gr.Error("upload an image or pick a test image first")
+    path = chosen_file(path, example, explorer.examples(choice), "upload an image or pick a test image first")
     x, notices = read_upload(path, cfg)
     lines, k = [], None
     if cfg.conditioning == "class":
@@ -151,10 +151,7 @@ def model_changed(tab: LikelihoodTab, explorer: Explorer, choice: str) -> dict:
 
 def wire(tab: LikelihoodTab, page: Page) -> None:
     explorer, model_choice = page.explorer, page.model_choice
-    tab.example.change(lambda choice, name: explorer.examples(choice).get(name) if name else gr.skip(),
-                       [model_choice, tab.example], tab.upload, api_visibility="private")
-    # a file of the user's own replaces the test image: the dropdown no longer names it
-    tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
+    one_source(tab.upload, tab.example)
     nothing_measured = lambda message: (None, None, refused_note(message), None, None)  # noqa: E731
     tab.measure.click(refusing(partial(measure, explorer), nothing_measured),
                       [model_choice, tab.upload, tab.lens_class, tab.example],

@@ -10,8 +10,8 @@ from PIL import Image
 
 from ..faces import PORTRAIT_GUIDANCE, SKETCH_STRENGTH, SKETCH_TEMPERATURE, Face, morph, portrait_between
 from ..images import display_scale, image_grid
-from .common import (Page, Stopper, Tab, checked_seed, guidance_slider, picture, play, progress_text, refused_note,
-                     refusing, slider, stop_note)
+from .common import (Page, Stopper, Tab, checked_seed, guidance_slider, number_box, one_source, picture, play,
+                     progress_text, refused_note, refusing, slider, stop_note)
 from .models import Explorer
 from .portraits import (PRIVACY, checked_guidance, checked_sketch, face_examples, photo_with_box, portrait_model,
                         read_face, sketch_controls, sketch_grid)
@@ -60,7 +60,7 @@ def layout(explorer: Explorer) -> MorphTab:
                 generate = gr.Button("Morph", variant="primary", elem_id="morph")
                 stop = gr.Button("Stop", elem_id="morph-stop")
             steps = slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)", elem_id="morph-steps")
-            seed = gr.Number(value=0, precision=0, label="Seed", elem_id="morph-seed")
+            seed = number_box("Seed", elem_id="morph-seed")
         with gr.Column():
             guidance = guidance_slider(PORTRAIT_GUIDANCE, "the two people", "morph-guidance")
             strength, sketch_temperature = sketch_controls("morph")
@@ -161,7 +161,7 @@ def wire(tab: MorphTab, page: Page) -> None:
     run.then(refusing(on_alpha, lambda message: None, quiet=True), [*faces_in, tab.alpha, *settings], tab.single,
              api_visibility="private")
     for upload, example in ((tab.upload_a, tab.example_a), (tab.upload_b, tab.example_b)):
-        upload.upload(lambda: None, None, example, api_visibility="private")
+        one_source(upload, example)
 
 
 TAB = Tab("Morph two faces", layout, wire)

@@ -13,8 +13,9 @@ from ..faces import (EMBEDDING_DIM, PORTRAIT_GUIDANCE, SKETCH_STRENGTH, SKETCH_T
 from ..hub import LocalModel
 from ..images import UploadError, display_scale, open_image
 from ..sketch import PortraitModel
-from .common import (Page, Stopper, Tab, checked_count, checked_seed, checked_temperature, picture, play, progress_text,
-                     refused_note, refusing, render_frame, sampling_controls, slider, stop_note)
+from .common import (Page, Stopper, Tab, checked_count, checked_seed, checked_temperature, chosen_file, one_source,
+                     picture, play, progress_text, refused_note, refusing, render_frame, sampling_controls, slider,
+                     stop_note)
 from .models import Explorer
 
 STOP = Stopper()
@@ -73,9 +74,7 @@ def measured_likeness(explorer: Explorer) -> str:
 
 def read_face(explorer: Explorer, path: str | None, example: str | None) -> Face:
     """The largest face of an uploaded photo or a shipped example; gr.Error if none."""
-    path = path or face_examples(explorer).get(example or "")
-    if not path:
-        raise gr.Error("upload a photo of a face, or pick an example")
+    path = chosen_file(path, example, face_examples(explorer), "upload a photo of a face, or pick an example")
     try:
         photo, notices = open_image(path)
         face = default_embedder().embed(photo)
@@ -229,7 +228,7 @@ def wire(tab: PortraitsTab, page: Page) -> None:
         refusing(on_generate, nothing_drawn), [tab.upload, tab.example, tab.n_samples, tab.temperature, tab.seed,
                                                tab.guidance, tab.strength, tab.sketch_temperature],
         [tab.photo, tab.crop, tab.portraits, tab.progress, tab.sketches], api_name="portraits", concurrency_limit=2)
-    tab.upload.upload(lambda: None, None, tab.example, api_visibility="private")
+    one_source(tab.upload, tab.example)
 
 
 TAB = Tab("Portraits from a photo", layout, wire)
