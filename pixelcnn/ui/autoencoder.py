@@ -26,15 +26,16 @@ def measured_layout(explorer: Explorer) -> str:
     kept = {}
     for local in explorer.local.values():
         measured = (local.metrics or {}).get("autoencoder")
-        if measured and "content_recognised" in measured:
-            kept[measured["code_dim"]] = (measured["content_recognised"], measured["content_candidates"])
+        at_default = (measured or {}).get("content_guidance", {}).get(f"{RECONSTRUCTION_GUIDANCE:g}")
+        if at_default:  # the figure at the tab's own default guidance, not at w = 1
+            kept[measured["code_dim"]] = (at_default["recognised"], measured["content_candidates"])
     if not kept:
         return ""
     shares = ", ".join(f"{share:.0%} at m = {m}" for m, (share, _) in sorted(kept.items()))
     rivals = next(iter(kept.values()))[1] - 1
-    return (f" Trained for a few CPU core-hours, the shipped decoders keep the layout (measured on their cards: "
-            f"{shares} of decodings are closer to their own image than to {rivals} others), but their details "
-            f"are still noisy.")
+    return (f" Trained for a few CPU core-hours, the shipped decoders keep the layout (measured on their cards at "
+            f"the default guidance {RECONSTRUCTION_GUIDANCE:g}: {shares} of decodings are closer to their own image "
+            f"than to {rivals} others), but their details are still noisy.")
 
 
 @dataclass
@@ -102,7 +103,7 @@ def layout(explorer: Explorer) -> AutoEncoderTab:
             code = gr.Radio(labels, value=labels[0] if labels else None, label="Code length",
                             info="numbers the encoder keeps of the image's 3,072", elem_id="ae-code")
             n_samples, temperature, guidance, seed, decode, stop = sampling_controls(
-                "PixelCNN decodings", 4, "Encode and decode", "ae-decode", "ae-stop",
+                "PixelCNN decodings", 4, "Decode", "ae-decode", "ae-stop",
                 (RECONSTRUCTION_GUIDANCE, "the code", "ae-guidance"))
         with gr.Column(scale=2):
             with gr.Row():

@@ -80,7 +80,7 @@ def layout(explorer: Explorer | None = None) -> BlindSpotTab:
                 field_map = picture(show_label=False, elem_id="field", buttons=[], elem_classes=["pixelated"], scale=3)
                 gr.Markdown(LEGEND, elem_id="field-legend")
             field_text = gr.Markdown(elem_id="field-text")
-    growth = gallery("The receptive field, layer by layer", "growth")
+    growth = gallery("The receptive field, layer by layer", "growth", height="auto")  # up to 12 layers: 2 rows
     gr.Markdown(EXPLANATION)
     return BlindSpotTab(architecture, layers, kernel, target_row, target_col, show, field_map, field_text, growth)
 
@@ -104,10 +104,11 @@ def receptive_field(arch: str, n_layers: float, k: float, row: float, col: float
     earlier = row * FIELD_SIZE + col
     out_of_reach = torch.arange(FIELD_SIZE * FIELD_SIZE).view(FIELD_SIZE, FIELD_SIZE) < earlier
     out_of_reach &= ~seen & ~blind
-    text = (f"**{arch}**, {n_layers} layers, {k}x{k}: the output at ({row}, {col}) sees "
+    layers = f"{n_layers} layer{'s' if n_layers != 1 else ''}"
+    text = (f"**{arch}**, {layers}, {k}x{k}: the output at ({row}, {col}) sees "
             f"{int(seen.sum())} of the {earlier} earlier pixels. **{int(blind.sum())} lie in its blind spot** "
             f"(orange: no depth reaches them), {int(out_of_reach.sum())} are only out of reach of "
-            f"{n_layers} layers (pale yellow: more layers reach them).")
+            f"{layers} (pale yellow: more layers reach them).")
     steps = []
     for depth, field in enumerate(field_by_depth(name, config, target), start=1):
         picture = receptive_field_picture(field[0], torch.zeros_like(field[0]), (row, col), scale=12)

@@ -204,9 +204,9 @@ def checked_temperature(temperature: float | None) -> float:
     return float(temperature)
 
 
-def gallery(label: str, elem_id: str, columns: int = 6) -> gr.Gallery:
-    """A gallery that shows whole images with their captions, pixelated."""
-    return cached_pictures(gr.Gallery(label=label, columns=columns, fit_columns=False, height=250,
+def gallery(label: str, elem_id: str, columns: int = 6, height: int | str = 250) -> gr.Gallery:
+    """A gallery that shows whole images with their captions, pixelated ("auto" height: every row shows)."""
+    return cached_pictures(gr.Gallery(label=label, columns=columns, fit_columns=False, height=height,
                                       object_fit="contain", elem_id=elem_id, allow_preview=True,
                                       elem_classes=["pixelated"], format="png"))
 
