@@ -134,11 +134,10 @@ def test_refused_inputs_are_messages_with_the_tab_consistent(page, shipped, tmp_
     page.get_by_role("tab", name="Likelihood").click()
     page.locator("#example input").click()
     page.get_by_role("option").first.click()
-    page.wait_for_function("document.querySelector('#upload').innerText.includes('.png')", timeout=60_000)
     page.click("#measure")
     page.wait_for_function("document.querySelector('#score').innerText.includes('bits/dim')", timeout=60_000)
-    page.locator("#upload button[aria-label='Clear']").click()  # the test image goes; the user's own file comes
-    page.locator("#upload input[type=file]").set_input_files(str(truncated))
+    page.locator("#upload input[type=file]").set_input_files(str(truncated))  # the user's own file comes
+    page.wait_for_function("document.querySelector('#example input').value === ''", timeout=30_000)
     page.click("#measure")
     page.wait_for_function("document.querySelector('#score').innerText.includes('Not done')", timeout=60_000)
     assert "damaged or truncated" in text(page, "#score") and "bits/dim" not in text(page, "#score")
@@ -199,3 +198,121 @@ def test_the_portrait_grid_is_on_screen_at_1400_by_1000(page):
     box = page.locator("#face-portraits img").bounding_box()
     page.screenshot(path=str(ARTIFACTS / "portraits-fold.png"))
     assert box["y"] + box["height"] <= 1000, f"the grid ends at {box['y'] + box['height']:.0f} px"
+
+
+# ------------------------------------------------------------------------------------ the tour's surprises
+def draw_and_wait(page, button: str, progress: str) -> str:
+    page.click(button)
+    page.wait_for_function(f"/done|Not done/.test(document.querySelector('{progress}').innerText)", timeout=180_000)
+    page.wait_for_function(IDLE, timeout=30_000)
+    return text(page, progress)
+
+
+def test_a_huge_seed_draws_in_every_tab(page, shipped):
+    """1e30 and 99999999999999999999 are seeds like any other: no Error badge, no stale text, no
+    traceback (the library takes any int modulo 2**64)."""
+    for seed in ("1e30", "99999999999999999999"):
+        seed_box = page.locator("#generate-seed input")
+        seed_box.fill(seed)
+        seed_box.press("Tab")
+        assert "done" in draw_and_wait(page, "#generate", "#progress")
+        assert page.evaluate(ERROR_BADGES) == 0
+    page.get_by_role("tab", name="Likelihood").click()
+    page.locator("#example input").click()
+    page.get_by_role("option").first.click()
+    page.click("#measure")
+    page.wait_for_function("document.querySelector('#score').innerText.includes('bits/dim')", timeout=60_000)
+    page.locator("#complete-seed input").fill("1e30")
+    page.click("#complete")
+    page.wait_for_function("document.querySelector('#completion img')?.complete", timeout=120_000)
+    for tab, seed_box, button, progress, example in (
+            ("Portraits from a photo", "#face-generate-seed", "#face-generate", "#face-progress", "#face-example"),
+            ("Morph two faces", "#morph-seed", "#morph", "#morph-progress", None),
+            ("Auto-encoder", "#ae-decode-seed", "#ae-decode", "#ae-progress", None)):
+        page.get_by_role("tab", name=tab).click()
+        if example:
+            page.locator(f"{example} input").click()
+            page.get_by_role("option", name="person-1").click()
+        seed = page.locator(f"{seed_box} input")
+        seed.fill("99999999999999999999")
+        seed.press("Tab")
+        assert "done" in draw_and_wait(page, button, progress), tab
+        assert page.evaluate(ERROR_BADGES) == 0, tab
+    page.screenshot(path=str(ARTIFACTS / "huge-seed.png"), full_page=True)
+    assert "Traceback" not in shipped[1].read_text(errors="replace")
+
+
+def test_the_morph_portrait_follows_a_typed_value_and_the_arrow_keys(page):
+    page.get_by_role("tab", name="Morph two faces").click()
+    assert "done" in draw_and_wait(page, "#morph", "#morph-progress")
+    page.wait_for_function("document.querySelector('#morph-single img')?.complete", timeout=60_000)
+    single = page.locator("#morph-single img")
+    box = single.bounding_box()
+    assert box["y"] + box["height"] <= 1000, "the portrait between the two is below the fold"
+    shown = [single.get_attribute("src")]
+    typed = page.locator("#alpha input[type=number]")
+    typed.fill("0.75")
+    typed.press("Enter")
+    page.wait_for_function(f"document.querySelector('#morph-single img')?.src !== {shown[-1]!r}", timeout=60_000)
+    shown.append(single.get_attribute("src"))
+    page.locator("#alpha input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"document.querySelector('#morph-single img')?.src !== {shown[-1]!r}", timeout=60_000)
+    assert typed.input_value() == "0.8"
+    assert page.locator("#morph-sketches img").count() == 1  # the row of sketches above the portraits
+    page.screenshot(path=str(ARTIFACTS / "morph-slider.png"), full_page=True)
+
+
+def test_picking_an_example_clears_the_upload_in_every_tab(page, tmp_path):
+    """One rule: the last thing picked is what is drawn; a photo the user no longer means is not used."""
+    wall = tmp_path / "wall.png"
+    Image.new("RGB", (400, 300), (120, 120, 120)).save(wall)
+    page.get_by_role("tab", name="Portraits from a photo").click()
+    page.locator("#face-upload input[type=file]").set_input_files(str(wall))
+    page.locator("#face-example input").click()
+    page.get_by_role("option", name="person-2").click()
+    assert "done" in draw_and_wait(page, "#face-generate", "#face-progress")  # not "no face found" in the wall
+    assert page.locator("#face-upload").inner_text().count("wall.png") == 0
+    page.get_by_role("tab", name="Auto-encoder").click()
+    page.locator("#ae-upload input[type=file]").set_input_files(str(wall))
+    page.wait_for_function("document.querySelector('#ae-example input').value === ''", timeout=30_000)
+    page.locator("#ae-example input").click()
+    page.get_by_role("option").first.click()
+    page.wait_for_function("!document.querySelector('#ae-upload').innerText.includes('wall.png')", timeout=30_000)
+
+
+def test_a_background_pixel_shows_its_tall_bar_at_zero(page):
+    page.get_by_role("tab", name="Likelihood").click()
+    page.locator("#example input").click()
+    page.get_by_role("option").first.click()
+    page.click("#measure")
+    page.wait_for_function("document.querySelector('#surprise img')?.complete", timeout=60_000)
+    box = page.locator("#surprise img").bounding_box()
+    page.mouse.click(box["x"] + 4, box["y"] + 4)  # pixel (0, 0): background
+    page.wait_for_function("document.querySelector('#distribution img, #distribution svg, #distribution canvas')",
+                           timeout=60_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "distribution-background.png"), full_page=True)
+    assert page.evaluate(ERROR_BADGES) == 0
+
+
+def test_what_a_number_box_shows_is_what_runs(page):
+    """Samples 2.5 becomes 3 in its box and draws 3; an emptied temperature box gets its value back."""
+    count = page.locator("#generate-count input[type=number]")
+    count.fill("2.5")
+    count.press("Enter")
+    page.wait_for_function("document.querySelector('#generate-count input[type=number]').value === '3'",
+                           timeout=30_000)
+    temperature = page.locator("#generate-temperature input[type=number]")
+    temperature.fill("")
+    temperature.press("Tab")
+    page.wait_for_timeout(500)
+    assert temperature.input_value() == "1"
+    assert "done" in draw_and_wait(page, "#generate", "#progress")
+    assert "3 of" in text(page, "#progress") or page.locator("#samples img").count() == 1
+    page.get_by_role("tab", name="Blind spot").click()
+    layers = page.locator("#layers input[type=number]")
+    layers.fill("999")
+    layers.press("Enter")
+    page.wait_for_function("document.querySelector('#layers input[type=number]').value === '12'", timeout=30_000)
+    page.wait_for_function("document.querySelector('#field-text').innerText.includes('12 layers')", timeout=60_000)
