@@ -316,3 +316,14 @@ def test_what_a_number_box_shows_is_what_runs(page):
     layers.press("Enter")
     page.wait_for_function("document.querySelector('#layers input[type=number]').value === '12'", timeout=30_000)
     page.wait_for_function("document.querySelector('#field-text').innerText.includes('12 layers')", timeout=60_000)
+
+
+def test_a_failed_hub_load_is_not_left_on_the_page_by_the_next_action(page):
+    page.get_by_placeholder("owner/name", exact=False).fill("someone/not-a-pixelcnn")
+    page.get_by_role("button", name="Load from the Hub").click()
+    page.wait_for_function("document.querySelector('#model-status').innerText.includes('Could not load')",
+                           timeout=60_000)
+    assert "done" in draw_and_wait(page, "#generate", "#progress")
+    page.wait_for_function("!document.querySelector('#model-status').innerText.includes('Could not load')",
+                           timeout=30_000)
+    assert page.evaluate(ERROR_BADGES) == 0

@@ -87,6 +87,10 @@ def build(explorer: Explorer) -> gr.Blocks:
         page = Page(explorer, model_choice, demo)
         for tab, built in zip(TABS, parts):
             tab.wire(built, page)
+        # a failed Hub load is said in the model line until the next action, not through it
+        actions = [block for block in demo.blocks.values() if isinstance(block, gr.Button) and block is not hub_button]
+        gr.on([action.click for action in actions], lambda choice: explorer.describe(choice) if choice else gr.skip(),
+              model_choice, model_status, queue=False, show_progress="hidden", api_visibility="private")
     return demo
 
 
