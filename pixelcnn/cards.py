@@ -289,7 +289,7 @@ CARD_SECTIONS: dict[str, Callable[[Any], str]] = {}
 DATA_TERMS: dict[str, str] = {}
 # what every training run writes into metrics.json; any other key needs a registered section
 RUN_KEYS = {"test_bpd", "test_mse", "test_images", "dataset", "train_images", "parameters", "torch", "history",
-            "slice"}
+            "slice", "test_bpd_spread"}
 
 
 def card_section(key: str):

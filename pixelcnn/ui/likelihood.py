@@ -99,12 +99,32 @@ def measure(explorer: Explorer, choice: str, path: str | None, name: str | None,
     lines.insert(0, f"### {bpd:.3f} bits/dim" + (f" given class **{cfg.class_name(k)}**" if k is not None else ""))
     if bpd > 8:
         lines.insert(1, UNIFORM_WARNING)
+    lines.insert(1, test_range_line(explorer, choice, bpd))
     if notices:
         lines.append("Notice: " + "; ".join(notices) + ".")
     scale = display_scale(cfg.width, target=320, padding=0)
     view = image_grid(x, nrow=1, levels=cfg.levels, padding=0, scale=scale)
     state = {"choice": choice, "x": x, "class": k, "scale": scale, "bits": bits.sum(0)}
     return view, heat_map_with_bar(state["bits"], scale), "\n\n".join(lines), state, None
+
+
+PREDICTABLE = ("Low bits/dim means *predictable* to this model, not *looks like the data*: a blank or flat image "
+               "is the most predictable of all.")
+
+
+def test_range_line(explorer: Explorer, choice: str, bpd: float) -> str:
+    """Where a measured image stands against the model's test images (the spread its card measured)."""
+    local = explorer.local.get(choice)
+    metrics = (local.metrics or {}) if local else {}
+    spread, mean = metrics.get("test_bpd_spread"), metrics.get("test_bpd")
+    if spread:
+        where = (" **Lower than 95% of the test images**: likely a plain or blank image, not a typical one."
+                 if bpd < spread["p5"] else " Higher than 95% of them: unusual for this model." if bpd > spread["p95"]
+                 else "")
+        return (f"The model's test images score {spread['p5']:.2f} to {spread['p95']:.2f} bits/dim (the middle 90%, "
+                f"median {spread['p50']:.2f}).{where} {PREDICTABLE}")
+    average = f"The model's test images average {mean:.3f} bits/dim. " if isinstance(mean, (int, float)) else ""
+    return average + PREDICTABLE
 
 
 def pixel_distribution(explorer: Explorer, state: dict[str, Any] | None, evt: gr.SelectData):
