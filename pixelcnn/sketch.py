@@ -202,9 +202,16 @@ class PortraitModel(nn.Module, CompositeMixin):
     def device(self) -> torch.device:
         return self.decoder.device
 
-    def draw_sketch(self, vectors: Any) -> Tensor:
-        """The sketches of embeddings (cond_dim,) or (B, cond_dim): (B, C, H, W) in [0, 1]."""
-        return self.sketch.sketch(vectors)
+    def condition_for(self, images: Tensor, vectors: Tensor) -> Tensor:
+        """What the PixelCNN reads for photos and their embeddings: each photo's own sketch (at its
+        posterior z) for one that reads sketches, as it was trained; else the embeddings."""
+        if self.decoder.config.conditioning != "image":
+            return vectors
+        return posterior_sketches(self.sketch, images, vectors).to(vectors.dtype)
+
+    def bits_per_dim(self, images: Tensor, vectors: Tensor) -> Tensor:
+        """bits/dim of photos (B, C, H, W) given their embeddings (B, cond_dim), one value per photo."""
+        return self.decoder.bits_per_dim(images, self.condition_for(images, vectors))
 
 
 
