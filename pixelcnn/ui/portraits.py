@@ -118,8 +118,8 @@ class PortraitsTab:
     sketches: gr.Image
 
 
-SKETCH_CAPTION = ("Their sketches: the face the embedding describes, drawn by a second network, one pose and "
-                  "light per portrait")
+SKETCH_CAPTION = ("**The sketches** (right): the face the embedding describes, drawn by a second network at one "
+                  "pose and light per portrait. Each portrait below holds to its sketch and adds the detail.")
 
 
 def checked_guidance(guidance: float | None) -> float:
@@ -170,8 +170,9 @@ def layout(explorer: Explorer) -> PortraitsTab:
                 # small: the portraits below must fit on the screen with them
                 photo = picture(label="The face found", buttons=[], height=200)
                 crop = picture(label="What the embedder sees", buttons=[], height=200)
-                sketches = picture(label=SKETCH_CAPTION, buttons=[], height=200, elem_id="face-sketches",
+                sketches = picture(label="The sketches", buttons=[], height=200, elem_id="face-sketches",
                                    elem_classes=["pixelated"])
+            gr.Markdown(SKETCH_CAPTION, elem_id="face-sketch-caption")
             portraits = picture(show_label=False, buttons=["download"], elem_id="face-portraits",
                                 elem_classes=["pixelated"])
             progress = gr.Markdown(elem_id="face-progress")
