@@ -226,16 +226,25 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
     n_samples = slider(1, MAX_SAMPLES, value=n, step=1, label=what, elem_id=f"{elem_id}-count")
     temperature = slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO,
                          elem_id=f"{elem_id}-temperature")
-    guidance_control = guidance_slider(*guidance)
+    guidance_control = guidance_slider(*guidance)  # (default, likeness, elem_id[, most, beyond])
     seed = number_box("Seed", info=seed_info, elem_id=f"{elem_id}-seed")
     return n_samples, temperature, guidance_control, seed, run, stop
 
 
-def guidance_slider(default: float, likeness: str, elem_id: str) -> gr.Slider:
-    """The guidance w of classifier-free guidance, with what it trades in one line."""
-    return slider(0.0, 8.0, value=default, step=0.5, label="Guidance", elem_id=elem_id,
-                     info=f"trades variety for likeness: higher looks more like {likeness} but the images vary "
-                          f"less; 1 samples the model as trained, 0 ignores {likeness}")
+def guidance_slider(default: float, likeness: str, elem_id: str, most: float = 8.0, beyond: str = "") -> gr.Slider:
+    """The guidance w of classifier-free guidance, with what it trades in one line; the slider stops at
+    `most`, where measurement shows quality falls, and `beyond` says what happens past it."""
+    return slider(0.0, most, value=default, step=0.5, label="Guidance", elem_id=elem_id,
+                  info=f"trades variety for likeness: higher looks more like {likeness} but the images vary less; "
+                       f"1 samples the model as trained, 0 ignores {likeness}" + (f"; {beyond}" if beyond else ""))
+
+
+def checked_guidance(guidance: float | None, default: float, most: float = 8.0) -> float:
+    """A guidance slider's value (its default when empty), or a gr.Error outside [0, most]."""
+    guidance = default if guidance is None else float(guidance)
+    if not 0 <= guidance <= most:
+        raise gr.Error(f"guidance must lie between 0 and {most:g}")
+    return guidance
 
 
 def one_source(upload: gr.File, example: gr.Dropdown) -> None:
