@@ -243,9 +243,9 @@ NOTEBOOK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "04_portraits": {
         "smoke": dict(train_steps=0, people=2, portraits=2, steps=3),
         "cpu": dict(train_steps=0, people=6, portraits=8, steps=8),
-        "gpu": dict(train_steps=100000, minutes=7.5, batch=128, people=6, portraits=8, steps=8),
-        "paper": dict(train_steps=100000, minutes=600, batch=128, layers=20, channels=384, head=1024, people=6,
-                      portraits=8, steps=8)},
+        "gpu": dict(sketch_steps=6000, train_steps=100000, minutes=7.5, batch=128, people=6, portraits=8, steps=8),
+        "paper": dict(sketch_steps=20000, train_steps=100000, minutes=600, batch=128, layers=20, channels=384,
+                      head=1024, people=6, portraits=8, steps=8)},
     "05_autoencoder": {  # train_steps 0: use the shipped weights in weights_dir
         "smoke": dict(train_steps=20, batch=8, layers=2, channels=12, head=24, train_images=256, test_images=20,
                       figure_images=2, codes=(10, 100)),
