@@ -172,10 +172,14 @@ def describe_model(model: nn.Module, history: list[dict[str, Any]] = ()) -> tupl
                 f"{model.sketch.config.cond_dim}-number face embedding (its own card is in `sketch/`), and "
                 f"{what[0].lower()}{what[1:]} that reads {reads}, held to the sketch while it samples", configs)
     if isinstance(model, EmbeddingSketch):
-        loss = {"mse": "mean squared error", "l1": "mean absolute error"}[model.config.loss]
+        cfg = model.config
+        loss = {"mse": "mean squared error", "l1": "mean absolute error"}[cfg.loss]
+        what = (f"the face it allows, trained alone on {loss}" if not cfg.latent_dim else
+                f"a face it allows at a pose and light given by a latent z of {cfg.latent_dim} numbers (z = 0: the "
+                f"typical photo), trained alone as a conditional VAE ({loss} and KL weight {cfg.kl_weight:g})")
         return (f"A face sketch (`pixelcnn.sketch`): a deconvolution network that draws, from a standardised "
-                f"{model.config.cond_dim}-number embedding, the average face it allows, trained alone on {loss}; "
-                f"portraits are held to it by the sampler's sketch prior", json.dumps(model.config.to_dict(), indent=2))
+                f"{cfg.cond_dim}-number embedding, {what}; portraits are held to it by the sampler's sketch prior",
+                json.dumps(cfg.to_dict(), indent=2))
     if isinstance(model, (PixelCNNAutoEncoder, MSEAutoEncoder)):
         m = model.encoder.config.code_dim
         configs = json.dumps({part: getattr(model, part).config.to_dict() for part in model.parts}, indent=2)

@@ -184,12 +184,16 @@ class DlibFaceEmbedder:
 
 
 # ------------------------------------------------------------------------------------ portraits
-# The defaults of portraits and morphs, chosen by measurement on held-out people (the model card,
-# `pixelcnn.experiments.portraits`): w of classifier-free guidance, the strength of the sketch prior,
-# and the temperature of the sketch's z (how far its pose and light stray from the typical photo)
-PORTRAIT_GUIDANCE = 5.0
-SKETCH_STRENGTH = 2.5
-SKETCH_TEMPERATURE = 0.7
+# The defaults of portraits and morphs, chosen by measurement on held-out people (docs/portraits.md,
+# the model card, `pixelcnn.experiments.portraits`): w of classifier-free guidance, the strength of the
+# sketch prior, the temperature of the sketch's z (how far its pose and light stray from the typical
+# photo) and the pixels' sampling temperature
+PORTRAIT_GUIDANCE = 2.0
+SKETCH_STRENGTH = 20.0
+SKETCH_TEMPERATURE = 0.6
+PORTRAIT_TEMPERATURE = 0.8
+# guidance above this was measured to make portraits less like the person, and they lose the face
+PORTRAIT_GUIDANCE_MOST = 5.0
 
 
 @dataclass
@@ -218,8 +222,8 @@ def as_embeddings(vectors) -> Any:
     return vectors[None] if vectors.dim() == 1 else vectors
 
 
-def portrait_stream(model, vectors, *, seed: int | None = None, temperature: float = 1.0, every: int | None = None,
-                    guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH,
+def portrait_stream(model, vectors, *, seed: int | None = None, temperature: float = PORTRAIT_TEMPERATURE,
+                    every: int | None = None, guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH,
                     sketch_temperature: float = SKETCH_TEMPERATURE, shared: bool = False):
     """Portraits of embeddings (n, D), one per row: (their sketches (n, C, H, W) in [0, 1] or None,
     the stream). Each portrait's sketch is drawn at its own z (from `seed`), and the PixelCNN reads the
@@ -243,7 +247,7 @@ def portrait_stream(model, vectors, *, seed: int | None = None, temperature: flo
                             prior=prior, shared_noise=shared)
 
 
-def portraits(model, person, n: int, *, seed: int | None = None, temperature: float = 1.0,
+def portraits(model, person, n: int, *, seed: int | None = None, temperature: float = PORTRAIT_TEMPERATURE,
               embedder: FaceEmbedder | None = None, every: int | None = None, guidance: float = PORTRAIT_GUIDANCE,
               strength: float = SKETCH_STRENGTH, sketch_temperature: float = SKETCH_TEMPERATURE) -> Portraits:
     """New portraits of the person in a photo (a PIL image) or with an embedding ((128,) array).
@@ -277,7 +281,7 @@ def morph_embeddings(start, end, alphas) -> Any:
     return (1 - alpha) * a + alpha * b
 
 
-def morph(model, start, end, steps: int, *, seed: int | None = None, temperature: float = 1.0,
+def morph(model, start, end, steps: int, *, seed: int | None = None, temperature: float = PORTRAIT_TEMPERATURE,
           every: int | None = None, guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH,
           sketch_temperature: float = SKETCH_TEMPERATURE):
     """A row of `steps` portraits from one embedding to another at one seed: one z and one noise for the
@@ -292,9 +296,9 @@ def morph(model, start, end, steps: int, *, seed: int | None = None, temperature
                            sketch_temperature=sketch_temperature, shared=True)
 
 
-def portrait_between(model, start, end, alpha: float, *, seed: int | None = None, temperature: float = 1.0,
-                     guidance: float = PORTRAIT_GUIDANCE, strength: float = SKETCH_STRENGTH,
-                     sketch_temperature: float = SKETCH_TEMPERATURE):
+def portrait_between(model, start, end, alpha: float, *, seed: int | None = None,
+                     temperature: float = PORTRAIT_TEMPERATURE, guidance: float = PORTRAIT_GUIDANCE,
+                     strength: float = SKETCH_STRENGTH, sketch_temperature: float = SKETCH_TEMPERATURE):
     """The portrait at `alpha` (0: start, 1: end) of a `morph` with the same seed, and its sketch:
     ((1, C, H, W) integer image, (1, C, H, W) sketch in [0, 1] or None)."""
     sketches, events = portrait_stream(model, morph_embeddings(start, end, [alpha]), seed=seed,

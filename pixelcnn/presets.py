@@ -37,12 +37,14 @@ MODEL_PRESETS: dict[str, PixelCNNConfig] = {
     "cifar10-class": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=48, n_layers=15,
                                     kernel_size=3, first_kernel_size=7, head_channels=192,
                                     conditioning="class", num_classes=10),
-    # 32x32 RGB portraits conditioned on a 128-number face embedding (pixelcnn.faces), standardised and
-    # mapped to a 32x32 map (eq. 5): it beat plain vector conditioning (see the weights' model card);
-    # trained with condition dropout, so its null condition, which guidance uses, is learnt
+    # 32x32 RGB portraits drawn to a face sketch: the sketch (pixelcnn.sketch) turns the 128-number
+    # dlib embedding into a 32x32 face, and a small network maps it to a 32x32 map (eq. 5) in every
+    # layer. It beat the same PixelCNN reading the embedding itself (docs/portraits.md); trained with
+    # condition dropout, so its null condition, which guidance uses, is learnt. cond_dim: the
+    # embedding's length, which the sketch reads
     "faces-portrait": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=48, n_layers=8,
                                      kernel_size=3, first_kernel_size=7, head_channels=192,
-                                     conditioning="spatial", cond_dim=128, standardise_cond=True,
+                                     conditioning="image", cond_dim=128, standardise_cond=False,
                                      learned_null=True),
 }
 
@@ -104,6 +106,9 @@ class TrainConfig:
     progress: bool = True               # tqdm progress bar
 
 
+# the face sketch that the portrait presets' PixelCNN reads: the shipped portrait model's (from the repository root)
+SHIPPED_SKETCH = "weights/faces-portrait"
+
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # the class presets train with condition dropout, so that guidance steers against a learnt null
     # ("no class"), an input the model has seen, rather than the mix of every class, which it never has
@@ -111,8 +116,10 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                         eval_every=1000, sample_every=2000, cond_dropout=0.1),
     "cifar10-class": dict(data="cifar10", out_dir="runs/cifar10-class", steps=20000, batch_size=32, lr=2e-3,
                           eval_every=1000, sample_every=2000, cond_dropout=0.1),
+    # reads the shipped sketch unless --sketch_from names another (train one with --preset faces-sketch)
     "faces-portrait": dict(data="celeba-faces32", out_dir="runs/faces-portrait", steps=6000, batch_size=32,
-                           lr=2e-3, eval_every=250, eval_images=500, sample_every=500, cond_dropout=0.15),
+                           lr=2e-3, eval_every=250, eval_images=500, sample_every=500, cond_dropout=0.15,
+                           sketch_from=SHIPPED_SKETCH),
     # the face sketch m(h) alone (pixelcnn.sketch): embedding -> 32x32 crop on MSE, well under an hour on one core
     "faces-sketch": dict(data="celeba-faces32", out_dir="runs/faces-sketch", decoder="sketch", encoder_channels=64,
                          sketch_latent=16, sketch_kl=0.5, mirror=True,
@@ -121,7 +128,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # one CUDA GPU, under 8 minutes in all: the portrait model on celeba-faces32 with a learned null
     "faces-gpu": dict(data="celeba-faces32", out_dir="runs/faces-gpu", steps=100000, batch_size=128, lr=2e-3,
                       warmup_steps=200, eval_every=1000, eval_images=1000, sample_every=0, ckpt_every=1000,
-                      cond_dropout=0.15, time_budget=7.5, compile=False),
+                      cond_dropout=0.15, time_budget=7.5, compile=False, sketch_from=SHIPPED_SKETCH),
     # seconds on a CPU: for smoke tests and trying the pipeline on any small dataset
     "tiny": dict(data="mnist", out_dir="runs/tiny", steps=50, batch_size=8, lr=3e-3, warmup_steps=5,
                  eval_every=25, eval_images=32, final_eval_images=64, sample_every=25, ckpt_every=25, log_every=5),
@@ -134,7 +141,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 MODEL_FOR_PRESET = {"faces-gpu": model_preset("faces-portrait").replace(n_layers=10, hidden_channels=64,
                                                                         head_channels=256),
                     # what the sketch reads and draws (its own size comes from --encoder_channels)
-                    "faces-sketch": model_preset("faces-portrait").replace(conditioning="vector"),
+                    "faces-sketch": model_preset("faces-portrait").replace(conditioning="vector", standardise_cond=True,
+                                                                            learned_null=False),
                     "tiny": PixelCNNConfig(image_channels=1, image_size=28, hidden_channels=8, n_layers=2,
                                            head_channels=16, conditioning="class", num_classes=10)}
 
@@ -213,6 +221,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
         raise ValueError(f"--time_budget is in minutes and must be >= 0, got {args['time_budget']}")
     if args["conditioning"] == "none":  # nothing to drop, e.g. the faces preset's unconditional twin
         args["cond_dropout"] = 0.0
+    if args["conditioning"] != "image" and args["sketch_from"] == train_defaults(known.preset)["sketch_from"]:
+        args["sketch_from"] = None  # the preset's sketch serves a PixelCNN that reads one, not e.g. its twin
     args["learned_null"] = args["cond_dropout"] > 0  # the dropped images train the null condition itself
     train = TrainConfig(**{f.name: args[f.name] for f in fields(TrainConfig)})
     model = PixelCNNConfig.from_dict({f.name: args[f.name] for f in fields(PixelCNNConfig) if f.name in args})

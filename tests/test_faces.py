@@ -10,8 +10,8 @@ from PIL import Image
 import pixelcnn
 from pixelcnn import EmbeddingSketch, GatedPixelCNN, PixelCNNConfig, PortraitModel, SketchConfig, sample
 from pixelcnn.face_data import split_people
-from pixelcnn.faces import (EMBEDDING_DIM, PORTRAIT_GUIDANCE, NoFaceError, default_embedder, morph, portrait_between,
-                            portraits)
+from pixelcnn.faces import (EMBEDDING_DIM, PORTRAIT_GUIDANCE, PORTRAIT_TEMPERATURE, SKETCH_TEMPERATURE, NoFaceError,
+                            default_embedder, morph, portrait_between, portraits)
 from pixelcnn.sampling import SketchPrior, between, interpolate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,9 +141,10 @@ def test_portraits_from_a_photo_are_deterministic_for_a_seed(portrait_model):
     *_, second = portraits(portrait_model, drawn.face.embedding, 3, seed=5).events
     assert torch.equal(first.images, second.images)
     h = torch.from_numpy(drawn.face.embedding)
-    assert torch.equal(first.images, sample(portrait_model, 3, h, seed=5, guidance=PORTRAIT_GUIDANCE))
-    plain = portraits(portrait_model, drawn.face.embedding, 3, seed=5, guidance=1).events
-    assert torch.equal(list(plain)[-1].images, sample(portrait_model, 3, h, seed=5))
+    assert torch.equal(first.images, sample(portrait_model, 3, h, seed=5, guidance=PORTRAIT_GUIDANCE,
+                                              temperature=PORTRAIT_TEMPERATURE))
+    plain = portraits(portrait_model, drawn.face.embedding, 3, seed=5, guidance=3, temperature=1.0).events
+    assert torch.equal(list(plain)[-1].images, sample(portrait_model, 3, h, seed=5, guidance=3))
 
 
 def tiny_portrait_model(size: int = 6, conditioning: str = "spatial", latent: int = 2) -> PortraitModel:
@@ -174,7 +175,8 @@ def test_portraits_are_held_to_sketches_of_their_embedding_each_at_its_own_z(tmp
     assert torch.allclose(one, model.sketch.sketch(h).expand(4, -1, -1, -1))  # z = 0: the typical photo
     free = list(portraits(loaded, h.numpy(), 4, seed=3, strength=0, sketch_temperature=1.0).events)[-1].images
     cond = drawn.sketches if conditioning == "image" else h
-    assert torch.equal(free, sample(model.decoder, 4, cond, seed=3, guidance=PORTRAIT_GUIDANCE))
+    assert torch.equal(free, sample(model.decoder, 4, cond, seed=3, guidance=PORTRAIT_GUIDANCE,
+                                     temperature=PORTRAIT_TEMPERATURE))
     gap = lambda images: (images.double() - drawn.sketches.double() * 255).abs().mean().item()  # noqa: E731
     assert gap(held.images) < 0.5 * gap(free)
     with pytest.raises(ValueError, match="embeddings of shape"):
@@ -192,7 +194,8 @@ def test_a_morph_holds_each_portrait_to_the_sketch_of_its_own_embedding_at_one_z
     z = model.sketch.latents(1, 1.0, 9).expand(5, -1)
     assert torch.allclose(sketches, model.sketch.sketch((1 - alpha) * a + alpha * b, z))
     end = sketches[-1:] if conditioning == "image" else b
-    held_end = sample(model.decoder, 1, end, seed=9, guidance=PORTRAIT_GUIDANCE, prior=SketchPrior(sketches[-1], 4.0))
+    held_end = sample(model.decoder, 1, end, seed=9, guidance=PORTRAIT_GUIDANCE, temperature=PORTRAIT_TEMPERATURE,
+                      prior=SketchPrior(sketches[-1], 4.0))
     assert torch.equal(row.images[-1], held_end[0])
     middle, sketch = portrait_between(model, a, b, 0.5, seed=9, strength=4.0, sketch_temperature=1.0)
     assert torch.equal(middle[0], row.images[2]) and torch.allclose(sketch, sketches[2:3])
@@ -263,7 +266,8 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path, sketched
     assert result["people"] == 4 and result["images"] == 12 and result["identification_chance"] == 0.25
     keys = [setting.key(sketched) for setting in settings]
     assert list(result["guidance"]) == keys and set(drawn) == set(keys)
-    assert keys[1] == ("3, prior 1, sketch 0.7" if sketched else "3")
+    colder = f", temperature {PORTRAIT_TEMPERATURE:g}"  # the default pixel temperature is recorded beside w
+    assert keys[1] == (f"3, prior 1, sketch {SKETCH_TEMPERATURE:g}{colder}" if sketched else f"3{colder}")
     assert drawn[keys[1]].shape == (8, 3, 8, 8) and not torch.equal(drawn[keys[0]], drawn[keys[1]])
     for figures in result["guidance"].values():
         assert 0 <= figures["top1"] <= figures["top5"] <= 1 and figures["morph_rows"] == 2
@@ -276,6 +280,13 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path, sketched
     colder, colder_drawn = evaluate_portraits(model, test, settings=(Setting(3.0, temperature=0.5),), per_person=2)
     key = Setting(3.0, temperature=0.5).key(sketched)
     assert key.endswith("temperature 0.5") and not torch.equal(colder_drawn[key], drawn[keys[1]])
+    # several seeds: each figure is their mean, top-1 also per seed, and the first seed's portraits are kept
+    seeded, seeded_drawn = evaluate_portraits(model, test, settings=settings[1:], per_person=2, seeds=(0, 1))
+    figures = seeded["guidance"][keys[1]]
+    assert seeded["seeds"] == [0, 1] and figures["top1_per_seed"][0] == result["guidance"][keys[1]]["top1"]
+    assert figures["top1"] == pytest.approx(np.mean(figures["top1_per_seed"])) and figures["morph_rows"] == 2
+    assert torch.equal(seeded_drawn[keys[1]], drawn[keys[1]])
+    assert "the mean of seeds 0, 1" in portraits_card({"celeba-faces32": seeded})
     assert sorted(["8", "5, temperature 0.8", "10", "5"], key=key_order) == ["5", "5, temperature 0.8", "8", "10"]
 
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..faces import (PORTRAIT_GUIDANCE, SKETCH_STRENGTH, SKETCH_TEMPERATURE, default_embedder, morph,
-                     morph_embeddings, portrait_stream, split_portrait_model)
+from ..faces import (PORTRAIT_GUIDANCE, PORTRAIT_TEMPERATURE, SKETCH_STRENGTH, SKETCH_TEMPERATURE, default_embedder,
+                     morph, morph_embeddings, portrait_stream, split_portrait_model)
 from ..cards import card_section, rewrite_card
 
 PEOPLE = 30                 # people to tell apart (the celeba-portraits held-out split has 30)
@@ -122,7 +122,7 @@ class Setting:
     guidance: float = PORTRAIT_GUIDANCE
     strength: float = SKETCH_STRENGTH
     sketch_temperature: float = SKETCH_TEMPERATURE
-    temperature: float = 1.0
+    temperature: float = PORTRAIT_TEMPERATURE
 
     def key(self, sketched: bool) -> str:
         """Its key in an entry's `guidance` figures: "5" (w alone, a model without a sketch), or
@@ -190,10 +190,10 @@ def key_order(key: str) -> tuple[float, str]:
     return float(key.split(",")[0]), key
 
 
-def evaluate_portraits(model, test, *, twin=None, settings=(Setting(),), per_person: int = 8, seed: int = 0,
+def evaluate_portraits(model, test, *, twin=None, settings=(Setting(),), per_person: int = 8, seeds=(0,),
                        embedder=None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Every figure of the module docstring on one test set; also the portraits drawn in each setting,
-    by its key."""
+    """Every figure of the module docstring on one test set, each the mean over `seeds` (top-1 also per
+    seed); also the portraits drawn in each setting at the first seed, by its key."""
     pixelcnn, sketcher = split_portrait_model(model)
     ids, first, centres, rows = held_out_people(test)
     result = likelihoods(model, twin, test, rows, ids)
@@ -204,14 +204,18 @@ def evaluate_portraits(model, test, *, twin=None, settings=(Setting(),), per_per
     result.update(identification_chance=1 / len(ids), identification_real_32px=float((real_ranks == 0).mean()),
                   identification_real_32px_top5=float((real_ranks < 5).mean()),
                   real_variety=variety(test.images[real].long(), 2), real_face_found=float(real_found.mean()),
-                  per_person=per_person, seed=seed)
+                  per_person=per_person, seeds=list(seeds))
     result["guidance"], drawn = {}, {}
     for setting in settings:
-        key = setting.key(sketcher is not None)
-        ident, drawn[key] = identification(model, test, first, centres, setting, per_person=per_person, seed=seed,
+        key, runs = setting.key(sketcher is not None), []
+        for seed in seeds:
+            ident, images = identification(model, test, first, centres, setting, per_person=per_person, seed=seed,
                                            embedder=embedder)
-        result["guidance"][key] = {**ident, **morphs(model, test, first, centres, setting, seed=seed,
-                                                     embedder=embedder)}
+            drawn.setdefault(key, images)
+            runs.append({**ident, **morphs(model, test, first, centres, setting, seed=seed, embedder=embedder)})
+        result["guidance"][key] = {name: float(np.mean([r[name] for r in runs])) for name in runs[0]}
+        result["guidance"][key]["top1_per_seed"] = [r["top1"] for r in runs]
+        result["guidance"][key]["morph_rows"] = int(runs[0]["morph_rows"])
     return result, drawn
 
 
@@ -275,6 +279,12 @@ def setting_row(key: str, g: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |\n"
 
 
+def seeds_text(p: dict[str, Any]) -> str:
+    """ "seed 0", or "the mean of seeds 0, 1, 2" (older entries hold one `seed`)."""
+    seeds = p.get("seeds", [p.get("seed", 0)])
+    return f"seed {seeds[0]}" if len(seeds) == 1 else "the mean of seeds " + ", ".join(map(str, seeds))
+
+
 def test_set_card(p: dict[str, Any], name: str) -> str:
     """The model card's table for one test set's `portraits` entry."""
     rows = "".join(setting_row(key, g) for key, g in p["guidance"].items())
@@ -297,7 +307,7 @@ def test_set_card(p: dict[str, Any], name: str) -> str:
 | w, prior strength, sketch temperature | portraits identified, top-1 / top-5 | variety (levels) | face found | their sketches: top-1 / top-5, variety | morph rows with both ends identified | morph end-to-end change, one seed / independent seeds |
 |---|---|---|---|---|---|---|
 {rows}
-{p['per_person']} portraits of each person from one photo's embedding, seed {p['seed']}; variety is the mean absolute
+{p['per_person']} portraits of each person from one photo's embedding, {seeds_text(p)}; variety is the mean absolute
 difference between two portraits of one person, in levels.{real} Morph rows of 8 images between pairs of people.
 
 """
@@ -321,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sketch_temperature", type=float, nargs="+", default=[SKETCH_TEMPERATURE],
                         help="temperatures of the sketch's z (a model with a latent sketch)")
     parser.add_argument("--per_person", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=1.0,
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="seeds; each figure is their mean")
+    parser.add_argument("--temperature", type=float, default=PORTRAIT_TEMPERATURE,
                         help="sampling temperature of the portraits and morphs (recorded beside w unless 1)")
     parser.add_argument("--figures", action="store_true", help="also redraw samples.png, interpolation.png, examples/")
     parser.add_argument("--threads", type=int, default=0)
@@ -335,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = [Setting(w, k, tau, args.temperature) for w in args.guidance for k in args.strength
                 for tau in args.sketch_temperature]
     result, drawn = evaluate_portraits(model, test, twin=twin, settings=settings, per_person=args.per_person,
-                                       seed=args.seed)
+                                       seeds=args.seed)
     metrics = read_metrics(args.model) or {}
     rounded = json.loads(json.dumps(result), parse_float=lambda v: round(float(v), 4))
     entries = measured_sets(metrics.get("portraits"))
