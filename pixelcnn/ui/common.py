@@ -215,8 +215,8 @@ TEMPERATURE_INFO = ("below 1 the likeliest value wins, and a pixel model drifts 
                     "likeness, raise guidance")
 
 
-def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str,
-                      guidance: tuple[float, str, str], seed_info: str | None = None) -> tuple:
+def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str, guidance: tuple,
+                      seed_info: str | None = None, temperature: float = 1.0) -> tuple:
     """(count slider, temperature, guidance, seed, action button, Stop button) of a tab that streams
     samples; `guidance` is (default, what it makes the images look like, elem_id). The count, temperature
     and seed controls' elem_ids are the action's, with "-count", "-temperature" and "-seed"."""
@@ -224,7 +224,7 @@ def sampling_controls(what: str, n: int, action: str, elem_id: str, stop_id: str
         run = gr.Button(action, variant="primary", elem_id=elem_id)
         stop = gr.Button("Stop", elem_id=stop_id)
     n_samples = slider(1, MAX_SAMPLES, value=n, step=1, label=what, elem_id=f"{elem_id}-count")
-    temperature = slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature", info=TEMPERATURE_INFO,
+    temperature = slider(0.0, 2.0, value=temperature, step=0.05, label="Temperature", info=TEMPERATURE_INFO,
                          elem_id=f"{elem_id}-temperature")
     guidance_control = guidance_slider(*guidance)  # (default, likeness, elem_id[, most, beyond])
     seed = number_box("Seed", info=seed_info, elem_id=f"{elem_id}-seed")

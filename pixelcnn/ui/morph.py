@@ -13,7 +13,7 @@ from ..images import display_scale, image_grid
 from .common import (Page, Stopper, Tab, checked_seed, guidance_slider, number_box, one_source, picture, play,
                      progress_text, refused_note, refusing, slider, stop_note)
 from .models import Explorer
-from .portraits import (PRIVACY, checked_guidance, checked_sketch, face_examples, photo_with_box, portrait_model,
+from .portraits import (PRIVACY, checked_guidance, portrait_guidance, checked_sketch, face_examples, photo_with_box, portrait_model,
                         read_face, sketch_controls, sketch_grid)
 
 MAX_STEPS = 10
@@ -61,9 +61,10 @@ def layout(explorer: Explorer) -> MorphTab:
                 stop = gr.Button("Stop", elem_id="morph-stop")
             steps = slider(2, MAX_STEPS, value=6, step=1, label="Steps (both ends included)", elem_id="morph-steps")
             seed = number_box("Seed", elem_id="morph-seed")
-        with gr.Column():
-            guidance = guidance_slider(PORTRAIT_GUIDANCE, "the two people", "morph-guidance")
-            strength, sketch_temperature = sketch_controls("morph")
+            # closed, so that the row and the portrait between the two stay above the fold
+            with gr.Accordion("Guidance, sketch, pose and light", open=False, elem_id="morph-settings"):
+                guidance = guidance_slider(*portrait_guidance("the two people", "morph-guidance"))
+                strength, sketch_temperature = sketch_controls("morph")
     with gr.Row():
         with gr.Column(scale=3):
             faces = picture(label="The two faces found", buttons=[], height=150)

@@ -8,17 +8,19 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from ..conditioning import condition_class
-from ..faces import (EMBEDDING_DIM, PORTRAIT_GUIDANCE, SKETCH_STRENGTH, SKETCH_TEMPERATURE, Face, default_embedder,
-                     portraits)
+from ..faces import (EMBEDDING_DIM, PORTRAIT_GUIDANCE, PORTRAIT_GUIDANCE_MOST, PORTRAIT_TEMPERATURE, SKETCH_STRENGTH,
+                     SKETCH_TEMPERATURE, Face, default_embedder, portraits)
 from ..hub import LocalModel
 from ..images import UploadError, display_scale, open_image
 from ..sketch import PortraitModel
+from .common import checked_guidance as common_checked_guidance
 from .common import (Page, Stopper, Tab, checked_count, checked_seed, checked_temperature, chosen_file, one_source,
                      picture, play, progress_text, refused_note, refusing, render_frame, sampling_controls, slider,
                      stop_note)
 from .models import Explorer
 
 STOP = Stopper()
+STRENGTH_MOST = 24.0  # the hold to the sketch: 20 by default; 24 is the most measured (docs/portraits.md)
 PRIVACY = ("Photos are processed in memory for this request and not kept: nothing is written but the "
            "request's temporary files.")
 
@@ -123,16 +125,22 @@ SKETCH_CAPTION = ("**The sketches** (right): the face the embedding describes, d
 
 
 def checked_guidance(guidance: float | None) -> float:
-    """The guidance slider's value, or a gr.Error."""
-    guidance = PORTRAIT_GUIDANCE if guidance is None else float(guidance)
-    if not 0 <= guidance <= 8:
-        raise gr.Error("guidance must lie between 0 and 8")
-    return guidance
+    """The portrait guidance slider's value, or a gr.Error."""
+    return common_checked_guidance(guidance, PORTRAIT_GUIDANCE, PORTRAIT_GUIDANCE_MOST)
+
+
+# (default, likeness, elem_id, most, beyond) of the portrait tabs' guidance slider
+GUIDANCE_BEYOND = "above 5 the portraits were measured to look less like the person"
+
+
+def portrait_guidance(likeness: str, elem_id: str) -> tuple:
+    return PORTRAIT_GUIDANCE, likeness, elem_id, PORTRAIT_GUIDANCE_MOST, GUIDANCE_BEYOND
 
 
 def sketch_controls(elem_id: str) -> tuple[gr.Slider, gr.Slider]:
     """(how closely the portraits hold to their sketches, how far the sketches' pose and light stray)."""
-    strength = slider(0.0, 8.0, value=SKETCH_STRENGTH, step=0.5, label="Hold to the sketch", elem_id=f"{elem_id}-strength",
+    strength = slider(0.0, STRENGTH_MOST, value=SKETCH_STRENGTH, step=1.0, label="Hold to the sketch",
+                      elem_id=f"{elem_id}-strength",
                       info="how closely each portrait follows its sketch: 0 lets the pixel model draw alone (it "
                            "passes little of the person on); higher keeps the person, and the portraits vary less")
     sketch_temperature = slider(0.0, 1.5, value=SKETCH_TEMPERATURE, step=0.1, label="Pose and light",
@@ -146,8 +154,8 @@ def checked_sketch(strength: float | None, sketch_temperature: float | None) -> 
     """The two sketch sliders' values, or a gr.Error."""
     strength = SKETCH_STRENGTH if strength is None else float(strength)
     sketch_temperature = SKETCH_TEMPERATURE if sketch_temperature is None else float(sketch_temperature)
-    if not (0 <= strength <= 8 and 0 <= sketch_temperature <= 1.5):
-        raise gr.Error("the hold to the sketch lies between 0 and 8, pose and light between 0 and 1.5")
+    if not (0 <= strength <= STRENGTH_MOST and 0 <= sketch_temperature <= 1.5):
+        raise gr.Error(f"the hold to the sketch lies between 0 and {STRENGTH_MOST:g}, pose and light between 0 and 1.5")
     return strength, sketch_temperature
 
 
@@ -163,7 +171,7 @@ def layout(explorer: Explorer) -> PortraitsTab:
                                   "(people the model never saw)", allow_custom_value=True, elem_id="face-example")
             n_samples, temperature, guidance, seed, generate, stop = sampling_controls(
                 "Portraits", 8, "Draw portraits", "face-generate", "face-stop",
-                (PORTRAIT_GUIDANCE, "the person", "face-guidance"))
+                portrait_guidance("the person", "face-guidance"), temperature=PORTRAIT_TEMPERATURE)
             strength, sketch_temperature = sketch_controls("face")
         with gr.Column(scale=2):
             with gr.Row():
