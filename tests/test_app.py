@@ -217,6 +217,14 @@ def test_browser_generation_streams_and_blind_spot_maps_differ(server, browser):
     page.locator("#layers input[type=range]").fill("2")
     page.wait_for_function("old => document.querySelector('#field-text').innerText.includes('2 layers')"
                            " && document.querySelector('#field img')?.src !== old", arg=gated[1], timeout=60_000)
+    # a kernel picked while the map redraws keeps every radio circle drawn, the picked one filled
+    shown = page.get_attribute("#field img", "src")
+    page.locator("#kernel").get_by_text("5", exact=True).click()
+    circles = page.evaluate("Array.from(document.querySelectorAll('#kernel input')).map(i => [i.value, i.checked,"
+                            " getComputedStyle(i).opacity, getComputedStyle(i).visibility, i.getBoundingClientRect().width])")
+    assert [(value, checked) for value, checked, *_ in circles] == [("3", False), ("5", True), ("7", False)]
+    assert all(opacity == "1" and visible == "visible" and width > 8 for _, _, opacity, visible, width in circles)
+    page.wait_for_function("old => document.querySelector('#field img')?.src !== old", arg=shown, timeout=60_000)
     page.close()
 
 
