@@ -214,7 +214,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
     if args["standardise_cond"] is None:  # e.g. the faces preset's unconditional twin: nothing to standardise
         given_vectors = (condition_class(args["conditioning"]).batch_field == "vectors" and args["encoder"] == "none"
                          and args["conditioning"] != "image")  # an image is read as it is
-        args["standardise_cond"] = model_defaults["standardise_cond"] and given_vectors
+        # the portrait presets read a sketch (an image, as it is); told to read the embedding itself
+        # (--conditioning vector or spatial), they standardise it as the sketch does
+        embeddings = model_defaults["standardise_cond"] or model_defaults["conditioning"] == "image"
+        args["standardise_cond"] = embeddings and given_vectors
     if not 0 <= args["cond_dropout"] < 1:
         raise ValueError(f"--cond_dropout must lie in [0, 1), got {args['cond_dropout']}")
     if args["time_budget"] < 0:

@@ -219,11 +219,15 @@ def test_vector_and_spatial_conditions_train_from_aligned_vectors(stripes, tmp_p
     assert torch.allclose(pixelcnn.from_pretrained(warm / "model").condition.cond_mean, train_vectors.mean(0))
 
 
-def test_the_faces_preset_standardises_its_embedding_but_not_its_unconditional_twin():
+def test_the_faces_preset_standardises_its_embedding_but_not_its_sketch_nor_its_unconditional_twin():
     from pixelcnn.presets import parse_args
 
-    assert parse_args(["--preset", "faces-portrait"])[1].standardise_cond
-    assert not parse_args(["--preset", "faces-portrait", "--conditioning", "none"])[1].standardise_cond
+    train, model = parse_args(["--preset", "faces-portrait"])
+    assert model.conditioning == "image" and not model.standardise_cond and train.sketch_from  # the sketch, as it is
+    train, model = parse_args(["--preset", "faces-portrait", "--conditioning", "spatial"])
+    assert model.standardise_cond and train.sketch_from is None  # the embedding itself, standardised
+    train, model = parse_args(["--preset", "faces-portrait", "--conditioning", "none"])
+    assert not model.standardise_cond and train.sketch_from is None
     assert not parse_args(["--preset", "faces-portrait", "--no-standardise_cond"])[1].standardise_cond
     assert not parse_args(["--preset", "cifar10-class"])[1].standardise_cond
 
@@ -370,8 +374,8 @@ def test_a_time_budget_ends_the_run_in_time_with_its_schedule_finished(stripes, 
 
 
 def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
-    """The one command prepared for a CUDA machine (docs/portraits.md): the shipped weights grown to
-    the GPU size and trained on, here with a 0.4-minute budget on the CPU."""
+    """The one command prepared for a CUDA machine (docs/portraits.md): the shipped PixelCNN grown to
+    the GPU size and trained to read the shipped sketch, here with a 0.4-minute budget on the CPU."""
     data = ROOT.parent / "shared" / "data"
     if not (data / "celeba_faces32_large").is_dir():
         pytest.skip("needs ../shared/data/celeba_faces32_large")
@@ -382,8 +386,9 @@ def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
                         "--batch_size", "8", "--eval_images", "16", "--final_eval_images", "32", "--threads", "1",
                         "--no-progress"])
     assert result.returncode == 0, result.stderr[-3000:]
-    model = pixelcnn.from_pretrained(out / "model")
-    assert model.config.learned_null and model.config.conditioning == "spatial"
+    model = pixelcnn.from_pretrained(out / "model")  # the shipped sketch, and a larger PixelCNN that reads it
+    assert isinstance(model, pixelcnn.PortraitModel) and (out / "model" / "sketch" / "README.md").is_file()
+    assert model.config.learned_null and model.config.conditioning == "image"
     shipped = pixelcnn.from_pretrained(shipped_dir).config
     assert model.config.hidden_channels > shipped.hidden_channels, "a GPU run gets a larger model than the CPU one"
     assert "grew 8 layers x 48 channels, kernel 3, into 10 layers x 64 channels, kernel 3" in result.stdout
