@@ -28,15 +28,16 @@ command gives the same optimisation on 1 or N processes (and N must divide batch
 """
 
 MODEL_PRESETS: dict[str, PixelCNNConfig] = {
-    # 28x28 grey digits, 256 levels, one of 10 classes
+    # 28x28 grey digits, 256 levels, one of 10 classes; the class presets train with condition dropout,
+    # so guidance works against a null condition the model learnt
     "mnist-class": PixelCNNConfig(image_channels=1, image_size=28, levels=256, hidden_channels=48, n_layers=20,
                                   kernel_size=3, first_kernel_size=7, head_channels=128,
-                                  conditioning="class", num_classes=10),
+                                  conditioning="class", num_classes=10, learned_null=True),
     # 32x32 RGB, 256 levels per channel, one of 10 classes; 48 = 3 colour groups of 16. Deepened from 8
     # layers (the auto-encoders' decoders keep 8: pass --n_layers 8 to train them)
     "cifar10-class": PixelCNNConfig(image_channels=3, image_size=32, levels=256, hidden_channels=48, n_layers=15,
                                     kernel_size=3, first_kernel_size=7, head_channels=192,
-                                    conditioning="class", num_classes=10),
+                                    conditioning="class", num_classes=10, learned_null=True),
     # 32x32 RGB portraits drawn to a face sketch: the sketch (pixelcnn.sketch) turns the 128-number
     # dlib embedding into a 32x32 face, and a small network maps it to a 32x32 map (eq. 5) in every
     # layer. It beat the same PixelCNN reading the embedding itself (docs/portraits.md); trained with
@@ -222,8 +223,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
         raise ValueError(f"--cond_dropout must lie in [0, 1), got {args['cond_dropout']}")
     if args["time_budget"] < 0:
         raise ValueError(f"--time_budget is in minutes and must be >= 0, got {args['time_budget']}")
-    if args["conditioning"] == "none":  # nothing to drop, e.g. the faces preset's unconditional twin
-        args["cond_dropout"] = 0.0
+    preset_dropout = args["cond_dropout"] == train_defaults(known.preset)["cond_dropout"]
+    if args["conditioning"] == "none" or (args["decoder"] in ("mse", "sketch") and preset_dropout):
+        args["cond_dropout"] = 0.0  # nothing to drop (an unconditional twin), or no null to learn (no PixelCNN)
     if args["conditioning"] != "image" and args["sketch_from"] == train_defaults(known.preset)["sketch_from"]:
         args["sketch_from"] = None  # the preset's sketch serves a PixelCNN that reads one, not e.g. its twin
     args["learned_null"] = args["cond_dropout"] > 0  # the dropped images train the null condition itself
