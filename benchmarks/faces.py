@@ -1,6 +1,6 @@
 """Face detection time: `DlibFaceEmbedder.embed` on the photos the app must handle, one thread.
 
-    python benchmarks/faces.py [--repeats 3] [--out benchmarks/results/faces.json]
+    python benchmarks/faces.py [--repeats 3] [--only 42-px] [--out benchmarks/results/faces.json]
 
 The large photos are made here: a noisy gradient with the astronaut's face pasted at about 42 or
 70 pixels (as in tests/test_faces.py); the others are tests/data/faces/. Faces from about 40 pixels
@@ -51,6 +51,7 @@ def photos() -> dict[str, Image.Image]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", nargs="+", default=None, help="time only the photos whose names contain one of these")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "faces.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print("| photo | faces found | notices | seconds (median) |\n|---|---|---|---|")
     for name, photo in photos().items():
+        if args.only and not any(part in name for part in args.only):
+            continue
         times, found, notices = [], 0, ""
         for _ in range(args.repeats):
             start = time.process_time()  # CPU time of this one thread: another job on the machine does not count

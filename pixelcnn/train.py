@@ -46,7 +46,8 @@ __all__ = ["Trainer", "TrainConfig", "TrainingError", "build_trainable", "evalua
 def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool,
                        sketch: EmbeddingSketch | None = None) -> tuple[ImageDataset, ImageDataset]:
     """The train and test splits with the conditions the model needs, checked against its config; with
-    a face sketch, each photo's condition is its sketch (`posterior_sketches`)."""
+    a face sketch, each photo's condition is its sketch (`posterior_sketches`). `--train_images` keeps
+    the first training images, before any sketch is drawn."""
     splits = []
     for split in ("train", "test"):
         data = load_dataset(cfg.data, split, data_dir=cfg.data_dir, vector_column=cfg.vector_column)
@@ -56,6 +57,8 @@ def load_training_data(cfg: TrainConfig, config: PixelCNNConfig, encoder: bool,
                 raise DatasetError(f"--vectors: {path} does not exist (one .npy file per split, '{{split}}' "
                                    f"in the name)")
             data = data.with_vectors(np.load(path))
+        if split == "train" and cfg.train_images > 0:
+            data = data.subset(torch.arange(min(cfg.train_images, len(data))))
         if sketch is not None:
             if data.vectors is None:
                 raise DatasetError(f"--sketch_from draws each photo's sketch from its embedding, but {cfg.data} "
@@ -118,8 +121,6 @@ class Trainer:
         checkpoint = self._read_checkpoint(model_config)
         self.sketch = drawing_sketch(cfg, model_config)
         self.train_data, self.test_data = load_training_data(cfg, model_config, cfg.encoder != "none", self.sketch)
-        if cfg.train_images > 0:
-            self.train_data = self.train_data.subset(torch.arange(min(cfg.train_images, len(self.train_data))))
         if len(self.train_data) < cfg.batch_size:
             raise TrainingError(f"{len(self.train_data)} training images cannot fill one batch of {cfg.batch_size}")
         torch.manual_seed(cfg.seed)
