@@ -56,21 +56,21 @@ def stop_at_random(page, run: str, stop: str, progress: str, delay: float) -> st
 
 
 def test_stop_at_random_moments_never_breaks_a_tab(page):
-    """24 Stops across the three playbacks, then 3 each in Portraits, Morph and the Auto-encoder: no
+    """15 Stops across the three playbacks, then 3 each in Portraits, Morph and the Auto-encoder: no
     Error badge, a grid kept, and where it stopped said."""
     rng = random.Random(24)
     page.locator("#generate-count input[type=number]").fill("16")
     page.locator("#generate-count input[type=number]").press("Enter")
     stopped = 0
-    for k in range(24):
+    for k in range(15):
         mode = ["row by row", "pixel by pixel", "full speed"][k % 3]
         page.get_by_label(mode).check()
         ended = stop_at_random(page, "#generate", "#stop", "#progress", rng.uniform(0.0, 0.6))
         stopped += "Stopped at row" in ended
         assert page.evaluate(ERROR_BADGES) == 0, f"Stop {k} ({mode}): an Error badge; {ended}"
         assert page.locator("#samples img").count() == 1 and page.locator("#history img").count() >= 1, k
-    assert stopped >= 20, f"only {stopped} of 24 renders were still running at their Stop"
-    page.screenshot(path=str(ARTIFACTS / "stopped-24-times.png"))
+    assert stopped >= 12, f"only {stopped} of 15 renders were still running at their Stop"
+    page.screenshot(path=str(ARTIFACTS / "stopped-15-times.png"))
     for tab, run, stop, progress, grid in (("Portraits from a photo", "#face-generate", "#face-stop", "#face-progress",
                                             "#face-portraits"),
                                            ("Morph two faces", "#morph", "#morph-stop", "#morph-progress", "#morph-row"),

@@ -280,6 +280,8 @@ def test_portrait_measurements_run_end_to_end_on_a_tiny_model(tmp_path, sketched
     colder, colder_drawn = evaluate_portraits(model, test, settings=(Setting(3.0, temperature=0.5),), per_person=2)
     key = Setting(3.0, temperature=0.5).key(sketched)
     assert key.endswith("temperature 0.5") and not torch.equal(colder_drawn[key], drawn[keys[1]])
+    if not sketched:
+        return
     # several seeds: each figure is their mean, top-1 also per seed, and the first seed's portraits are kept
     seeded, seeded_drawn = evaluate_portraits(model, test, settings=settings[1:], per_person=2, seeds=(0, 1))
     figures = seeded["guidance"][keys[1]]

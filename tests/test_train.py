@@ -86,7 +86,7 @@ def test_a_tiny_model_overfits_one_batch_and_exports_an_honest_card(stripes, tmp
 
 def test_sigkill_then_resume_ends_with_the_same_weights(stripes, tmp_path):
     # condition dropout draws from the checkpointed RNG too, so it is part of the exact resume
-    args = ["--steps", "300", "--ckpt_every", "50", "--hidden_channels", "32", "--n_layers", "4",
+    args = ["--steps", "120", "--ckpt_every", "30", "--hidden_channels", "32", "--n_layers", "4",
             "--head_channels", "32", "--cond_dropout", "0.3"]
     reference = tmp_path / "reference"
     assert run_train(train_args(stripes, reference, *args)).returncode == 0
@@ -101,7 +101,7 @@ def test_sigkill_then_resume_ends_with_the_same_weights(stripes, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step_at_kill = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
-    assert 50 <= step_at_kill < 300, "the run was not interrupted before its end"
+    assert 30 <= step_at_kill < 120, "the run was not interrupted before its end"
     assert not (killed / "model").exists()
 
     resumed = run_train(train_args(stripes, killed, *args, "--resume"))
@@ -187,9 +187,11 @@ def test_vector_and_spatial_conditions_train_from_aligned_vectors(stripes, tmp_p
     assert model.config.conditioning == conditioning and len(metrics(out)) >= 3
     assert read_metrics(out / "model")["test_bpd"] < 8.5
 
-    wrong = run_train(train_args(stripes, tmp_path / "wrong", "--conditioning", conditioning, "--cond_dim", "5",
-                                 "--vectors", str(tmp_path / "vec_{split}.npy"), "--steps", "2"))
-    assert wrong.returncode == 1 and "vectors of 3 but the model is conditioned on vectors of cond_dim=5" in wrong.stderr
+    if conditioning == "vector":  # what follows takes the same path for both kinds: checked once
+        wrong = run_train(train_args(stripes, tmp_path / "wrong", "--conditioning", conditioning, "--cond_dim", "5",
+                                     "--vectors", str(tmp_path / "vec_{split}.npy"), "--steps", "2"))
+        assert wrong.returncode == 1 and "vectors of 3 but the model is conditioned on vectors of cond_dim=5" in wrong.stderr
+        return
 
     # --standardise_cond: the exported model reads h standardised with the training vectors' statistics
     out = tmp_path / f"{conditioning}-standardised"
