@@ -206,9 +206,10 @@ def draw_and_wait(page, button: str, progress: str) -> str:
     in speed and time) with nothing left processing; returns it."""
     before = text(page, progress)
     page.click(button)
-    page.wait_for_function(f"old => (t => t !== old && /done|Not done/.test(t))"
-                           f"(document.querySelector('{progress}').innerText)", arg=before, timeout=180_000)
-    page.wait_for_function(IDLE, timeout=30_000)
+    ended = (f"old => (t => t !== old && /done|Not done/.test(t))(document.querySelector('{progress}').innerText)")
+    for _ in range(2):  # once more after idle: a streamed frame may still land after the first "done"
+        page.wait_for_function(ended, arg=before, timeout=180_000)
+        page.wait_for_function(IDLE, timeout=30_000)
     return text(page, progress)
 
 
