@@ -377,14 +377,14 @@ def test_a_time_budget_ends_the_run_in_time_with_its_schedule_finished(stripes, 
 
 def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
     """The one command prepared for a CUDA machine (docs/portraits.md): the shipped PixelCNN grown to
-    the GPU size and trained to read the shipped sketch, here with a 0.2-minute budget on the CPU."""
+    the GPU size and trained to read the shipped sketch, here with a 6-second budget on the CPU."""
     data = ROOT.parent / "shared" / "data"
     if not (data / "celeba_faces32_large").is_dir():
         pytest.skip("needs ../shared/data/celeba_faces32_large")
     out = tmp_path / "faces-gpu"
     shipped_dir = ROOT / "weights" / "faces-portrait"
     result = run_train(["--preset", "faces-gpu", "--data_dir", str(data), "--init_from", str(shipped_dir),
-                        "--out_dir", str(out), "--time_budget", "0.2", "--train_images", "512",
+                        "--out_dir", str(out), "--time_budget", "0.1", "--train_images", "512",
                         "--batch_size", "8", "--eval_images", "16", "--final_eval_images", "32", "--threads", "1",
                         "--no-progress"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -397,7 +397,7 @@ def test_the_gpu_portrait_command_runs_on_a_cpu_with_a_tiny_budget(tmp_path):
     history = read_metrics(out / "model")["history"]
     assert history[:-1] == read_metrics(shipped_dir)["history"], "the run continues the shipped model's history"
     card = (out / "model" / "README.md").read_text()
-    assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.2 min" in card
+    assert "celeba-faces32" in card and "condition dropout 0.15" in card and "time budget 0.1 min" in card
 
 
 def test_the_face_sketch_trains_alone_through_the_cli_and_draws_what_its_vector_says(stripes, tmp_path):
