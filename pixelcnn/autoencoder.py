@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .codecs import ConvEncoder, DeconvDecoder, EncoderConfig
 from .hub import CompositeMixin
 from .model import _PixelCNNBase
-from .sampling import SampleProgress, stream
+from .sampling import SampleProgress, SketchPrior, stream
 
 
 class PixelCNNAutoEncoder(nn.Module, CompositeMixin):
@@ -167,11 +167,14 @@ def encode(model: AutoEncoder, images: Tensor) -> Tensor:
 
 def reconstructions(model: PixelCNNAutoEncoder, image: Tensor, n: int, *, seed: int | None = None,
                     temperature: float = 1.0, method: str = "cached", every: int | None = None,
-                    guidance: float = RECONSTRUCTION_GUIDANCE) -> Iterator[SampleProgress]:
+                    guidance: float = RECONSTRUCTION_GUIDANCE, strength: float = 0.0) -> Iterator[SampleProgress]:
     """n PixelCNN decodings of one image's code, streamed like `pixelcnn.stream`.
 
     guidance: w of classifier-free guidance against the decoder's null code (its average code):
         above 1 the decodings hold closer to the code; the default was chosen by measurement.
+    strength: holds the decodings to the MSE decoder's picture of the code (`code_sketch`, the
+        natural sketch of a "sketch"-conditioned decoder) with the sampler's `SketchPrior`; 0 (the
+        default, at which the card's figures were measured) samples the decoder alone.
 
     image: integer (C, H, W) or (1, C, H, W). The code is computed once from the whole image; the
     decoder then samples n images given it, pixel by pixel, each with its own noise from `seed`.
@@ -183,8 +186,25 @@ def reconstructions(model: PixelCNNAutoEncoder, image: Tensor, n: int, *, seed: 
     if len(x) != 1:
         raise ValueError(f"reconstructions decodes one image at a time, got a batch of {len(x)}")
     code = encode(model, x)[0]
+    prior = None
+    if strength:
+        sketch = code_sketch(model, code[None])
+        if sketch is None:
+            raise ValueError("strength holds the decodings to the MSE decoder's sketch, and this decoder reads none "
+                             "(it is not 'sketch'-conditioned)")
+        prior = SketchPrior(sketch[0], strength)
     return stream(model.decoder, n, code, seed=seed, temperature=temperature, method=method, every=every,
-                  guidance=guidance)
+                  guidance=guidance, prior=prior)
+
+
+@torch.no_grad()
+def code_sketch(model: PixelCNNAutoEncoder, codes: Tensor) -> Tensor | None:
+    """The MSE decoder's picture of codes (B, m), (B, C, H, W) in [0, 1], that a "sketch"-conditioned
+    PixelCNN decoder reads; None for a decoder conditioned otherwise."""
+    condition = model.decoder.condition
+    if model.decoder.config.conditioning != "sketch":
+        return None
+    return ((condition.spatial_net(condition.standardise(codes.to(model.decoder.dtype))) + 1) / 2).float().clamp(0, 1)
 
 
 @torch.no_grad()

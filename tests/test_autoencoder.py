@@ -58,6 +58,25 @@ def test_decodings_stream_and_are_deterministic_for_a_seed():
         reconstructions(toy_mse_autoencoder(), image, 2)
 
 
+def test_decodings_can_be_held_to_the_mse_decoders_sketch_of_their_code():
+    """The natural sketch of a "sketch"-conditioned decoder is the MSE decoder's picture of the code:
+    strength 0 is plain decoding, bit for bit; a strong hold pulls every decoding to that picture."""
+    from pixelcnn.autoencoder import code_sketch
+
+    model = toy_pixelcnn_autoencoder(conditioning="sketch")
+    image = random_images(model.config, 1, seed=3)[0]
+    code = pixelcnn.encode(model, image)
+    sketch = code_sketch(model, code)
+    assert sketch.shape == (1, 3, 6, 6) and 0 <= sketch.min() and sketch.max() <= 1
+    free = list(reconstructions(model, image, 4, seed=5))[-1].images
+    assert torch.equal(free, list(reconstructions(model, image, 4, seed=5, strength=0.0))[-1].images)
+    held = list(reconstructions(model, image, 4, seed=5, strength=400.0))[-1].images
+    gap = lambda images: (images.double() - sketch.double() * 255).abs().mean().item()  # noqa: E731
+    assert gap(held) < 0.25 * gap(free) and gap(held) < 8
+    with pytest.raises(ValueError, match="not 'sketch'-conditioned"):
+        reconstructions(toy_pixelcnn_autoencoder(), image, 2, strength=1.0)
+
+
 @pytest.mark.parametrize("channels,size", [(3, 32), (1, 28), (3, 8)])
 def test_the_mse_baseline_mirrors_its_encoder(channels, size):
     model = toy_mse_autoencoder(channels, size)
