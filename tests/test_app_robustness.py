@@ -207,9 +207,10 @@ def draw_and_wait(page, button: str, progress: str) -> str:
     before = text(page, progress)
     page.click(button)
     ended = (f"old => (t => t !== old && /done|Not done/.test(t))(document.querySelector('{progress}').innerText)")
-    for _ in range(2):  # once more after idle: a streamed frame may still land after the first "done"
+    for _ in range(3):  # settled: in full runs a second render was once seen to start just after "done"
         page.wait_for_function(ended, arg=before, timeout=180_000)
         page.wait_for_function(IDLE, timeout=30_000)
+        page.wait_for_timeout(500)
     return text(page, progress)
 
 
