@@ -6,6 +6,7 @@ logits at sub-pixel (i, j, c) depend only on the sub-pixels before it in raster 
 """
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -28,7 +29,7 @@ def build_model(config: PixelCNNConfig) -> "_PixelCNNBase":
     return ARCHITECTURES[config.architecture](config)
 
 
-class _PixelCNNBase(nn.Module, PretrainedMixin):
+class _PixelCNNBase(nn.Module, PretrainedMixin, ABC):
     """What both models share: input checks, conditioning, likelihoods, the loss and Hub I/O.
 
     Building a class directly sets the config's architecture to that class's.
@@ -100,9 +101,10 @@ class _PixelCNNBase(nn.Module, PretrainedMixin):
         condition or h (validated)."""
         return self.logits_of(x_scaled, self.encode_condition(cond, x_scaled.shape[0]))
 
+    @abstractmethod
     def logits_of(self, x_scaled: Tensor, h: Tensor | None) -> Tensor:
-        """The network itself: scaled images and an encoded, valid h (or None) -> logits."""
-        raise NotImplementedError
+        """The network itself: scaled images and an encoded, valid h (or None) -> logits; each
+        architecture defines it."""
 
     def with_prior(self, logits: Tensor, h: Tensor | None) -> Tensor:
         """The logits (B, levels, C, H, W), plus the sketch prior of the condition when the model has

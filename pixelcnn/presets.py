@@ -223,10 +223,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, PixelCNNConf
         raise ValueError(f"--cond_dropout must lie in [0, 1), got {args['cond_dropout']}")
     if args["time_budget"] < 0:
         raise ValueError(f"--time_budget is in minutes and must be >= 0, got {args['time_budget']}")
-    preset_dropout = args["cond_dropout"] == train_defaults(known.preset)["cond_dropout"]
-    if args["conditioning"] == "none" or (args["decoder"] in ("mse", "sketch") and preset_dropout):
+    preset = train_defaults(known.preset)  # a preset's value, left as it is, applies only where it means something
+    if args["conditioning"] == "none" or (args["decoder"] in ("mse", "sketch")
+                                          and args["cond_dropout"] == preset["cond_dropout"]):
         args["cond_dropout"] = 0.0  # nothing to drop (an unconditional twin), or no null to learn (no PixelCNN)
-    if args["conditioning"] != "image" and args["sketch_from"] == train_defaults(known.preset)["sketch_from"]:
+    if args["conditioning"] != "image" and args["sketch_from"] == preset["sketch_from"]:
         args["sketch_from"] = None  # the preset's sketch serves a PixelCNN that reads one, not e.g. its twin
     args["learned_null"] = args["cond_dropout"] > 0  # the dropped images train the null condition itself
     train = TrainConfig(**{f.name: args[f.name] for f in fields(TrainConfig)})

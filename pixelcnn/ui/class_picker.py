@@ -17,7 +17,8 @@ STOP = Stopper()
 # where the guidance slider stops, by measurement: on the shipped digits model 96% of samples read as
 # their class at w = 2, 91% at 3, 75% at 5 and 41% at 8 (weights/mnist-class/README.md)
 GUIDANCE_MOST = 4.0
-GUIDANCE_BEYOND = "it stops at 4: further on, the images break up (measured on the digits model's card)"
+GUIDANCE_BEYOND = (f"it stops at {GUIDANCE_MOST:g}: further on, the images break up (measured on the digits model's "
+                   f"card)")
 
 
 @dataclass

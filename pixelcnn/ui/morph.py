@@ -13,8 +13,8 @@ from ..images import display_scale, image_grid
 from .common import (Page, Stopper, Tab, checked_seed, guidance_slider, number_box, one_source, picture, play,
                      progress_text, refused_note, refusing, slider, stop_note)
 from .models import Explorer
-from .portraits import (PRIVACY, checked_guidance, portrait_guidance, checked_sketch, face_examples, photo_with_box, portrait_model,
-                        read_face, sketch_controls, sketch_grid)
+from .portraits import (PRIVACY, checked_guidance, checked_sketch, face_examples, photo_with_box, portrait_guidance,
+                        portrait_model, read_face, sketch_controls, sketch_grid)
 
 MAX_STEPS = 10
 STOP = Stopper()

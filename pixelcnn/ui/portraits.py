@@ -130,7 +130,7 @@ def checked_guidance(guidance: float | None) -> float:
 
 
 # (default, likeness, elem_id, most, beyond) of the portrait tabs' guidance slider
-GUIDANCE_BEYOND = "above 5 the portraits were measured to look less like the person"
+GUIDANCE_BEYOND = f"above {PORTRAIT_GUIDANCE_MOST:g} the portraits were measured to look less like the person"
 
 
 def portrait_guidance(likeness: str, elem_id: str) -> tuple:
